@@ -1,0 +1,490 @@
+//! Command line: flags parsed once by clap into a low-level form, turned into
+//! validated settings by [`crate::config`], then run. `main` only calls [`main`].
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use figment::value::{Dict, Value};
+
+use crate::config::{self, Secret, Sources};
+use crate::error::{exit, ConfigError};
+use crate::run::{self, StopReason};
+use crate::sim::{self, SimConfig};
+use crate::verdict::Status;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "turnbench",
+    version,
+    about = "Multi-turn prefix-caching benchmark for OpenAI-compatible LLM endpoints",
+    long_about = "Multi-turn prefix-caching benchmark for OpenAI-compatible LLM endpoints \
+(vLLM, llm-d, LiteLLM gateways, Llama Stack). Measures time to first token, how much \
+prefix caching speeds later turns up, throughput and errors, and prints a PASS/WARN/FAIL \
+verdict as AgnosticD user-info YAML.\n\n`turnbench run` with no URL benchmarks the \
+built-in simulator, so it works anywhere with no server.",
+    after_help = "Exit codes: 0 run finished (any verdict), 1 FAIL with --strict, 2 bad \
+configuration, 3 endpoint not usable, 4 internal error, 130/143 stopped by SIGINT/SIGTERM \
+(partial report printed)."
+)]
+pub struct Cli {
+    /// Log format on stderr (levels through RUST_LOG, e.g. RUST_LOG=turnbench=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the benchmark against URL, or against the built-in simulator when no URL is given.
+    #[command(
+        after_help = "Every option can also be set as TURNBENCH_<OPTION> in upper snake case \
+(TURNBENCH_API_KEY, TURNBENCH_PARALLEL, ...) or in a --config file (YAML or TOML, keys in snake \
+case). Precedence, highest first: flags, environment, config file, defaults. OPENAI_API_KEY is \
+read when TURNBENCH_API_KEY is unset."
+    )]
+    Run(Box<RunArgs>),
+    /// Serve the simulator: an OpenAI-compatible server with a prefix cache.
+    Sim(SimArgs),
+}
+
+/// Flags of `turnbench run`. All optional: unset flags leave lower layers in force.
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Base URL including /v1, e.g. https://gateway.example/v1 [env: TURNBENCH_URL]
+    #[arg(value_name = "URL")]
+    pub url_arg: Option<String>,
+    /// Same as the positional URL.
+    #[arg(long, value_name = "URL", conflicts_with = "url_arg")]
+    pub url: Option<String>,
+    /// Bearer key; prefer TURNBENCH_API_KEY or OPENAI_API_KEY, which stay out of `ps`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Model id [default: the first id listed by GET {url}/models]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Conversations to run [default: 20]
+    #[arg(long, value_name = "N")]
+    pub conversations: Option<u64>,
+    /// Turns per conversation, the first included [default: 10]
+    #[arg(long, value_name = "N")]
+    pub turns: Option<u64>,
+    /// Requests in flight at most [default: 4]
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<u64>,
+    /// max_tokens of every measured request [default: 500]
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Shortest think time before a request, seconds [default: 0.5]
+    #[arg(long, value_name = "SECONDS")]
+    pub min_delay: Option<f64>,
+    /// Longest think time before a request, seconds [default: 2.0]
+    #[arg(long, value_name = "SECONDS")]
+    pub max_delay: Option<f64>,
+    /// Limit on one whole request, seconds [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Limit on opening a connection, seconds [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
+    /// Limit on silence between two reads of a stream, seconds [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<f64>,
+    /// Short sequential requests before measuring, excluded from statistics [default: 20]
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<u64>,
+    /// Seed of every random choice; printed in the report [default: random]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// PASS when TTFT P95 is below this, WARN below twice this [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub ttft_p95_threshold_ms: Option<f64>,
+    /// Cache GOOD above this speedup, EXCELLENT above 1.5x it [default: 2.0]
+    #[arg(long, value_name = "RATIO")]
+    pub speedup_threshold: Option<f64>,
+    /// FAIL when the share of failed requests exceeds this fraction [default: 0.05]
+    #[arg(long, value_name = "FRACTION")]
+    pub max_error_rate: Option<f64>,
+    /// bundled, a directory of .py .go .rs .md .txt ... files, or synthetic:SIZE (e.g. synthetic:20k)
+    #[arg(long, value_name = "SOURCE")]
+    pub documents: Option<String>,
+    /// Write results.json and requests.csv here
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<String>,
+    /// Prefix of the user-info data keys [default: litemaas_benchmark]
+    #[arg(long, value_name = "PREFIX")]
+    pub user_info_prefix: Option<String>,
+    /// PEM file of a CA to trust besides the bundled roots (OpenShift service CA)
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<String>,
+    /// Do not verify TLS certificates (the report says so)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Reuse connections instead of opening one per request
+    #[arg(long)]
+    pub keep_alive: bool,
+    /// Do not ask for usage in the stream (for servers that reject stream_options)
+    #[arg(long)]
+    pub no_include_usage: bool,
+    /// Exit 1 when the verdict is FAIL
+    #[arg(long)]
+    pub strict: bool,
+    /// After SIGINT/SIGTERM, wait this long for requests in flight, seconds [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub grace_period: Option<f64>,
+    /// YAML or TOML file of settings (snake-case keys) [env: TURNBENCH_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The settings given on the command line, keyed as in the config file.
+    pub fn to_dict(&self) -> Dict {
+        let mut d = Dict::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                d.insert(k.to_string(), v);
+            }
+        };
+        let s = |v: &Option<String>| v.clone().map(Value::from);
+        let u = |v: &Option<u64>| v.map(Value::from);
+        let f = |v: &Option<f64>| v.map(Value::from);
+        let b = |v: bool| v.then_some(Value::from(true));
+        put("url", s(&self.url).or_else(|| s(&self.url_arg)));
+        put("api_key", s(&self.api_key));
+        put("model", s(&self.model));
+        put("conversations", u(&self.conversations));
+        put("turns", u(&self.turns));
+        put("parallel", u(&self.parallel));
+        put("max_tokens", u(&self.max_tokens));
+        put("min_delay", f(&self.min_delay));
+        put("max_delay", f(&self.max_delay));
+        put("timeout", f(&self.timeout));
+        put("connect_timeout", f(&self.connect_timeout));
+        put("idle_timeout", f(&self.idle_timeout));
+        put("warmup", u(&self.warmup));
+        put("seed", u(&self.seed));
+        put("ttft_p95_threshold_ms", f(&self.ttft_p95_threshold_ms));
+        put("speedup_threshold", f(&self.speedup_threshold));
+        put("max_error_rate", f(&self.max_error_rate));
+        put("documents", s(&self.documents));
+        put("output_dir", s(&self.output_dir));
+        put("user_info_prefix", s(&self.user_info_prefix));
+        put("ca_cert", s(&self.ca_cert));
+        put("insecure", b(self.insecure));
+        put("keep_alive", b(self.keep_alive));
+        put(
+            "include_usage",
+            self.no_include_usage.then_some(Value::from(false)),
+        );
+        put("strict", b(self.strict));
+        put("grace_period", f(&self.grace_period));
+        d
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port, printed at start)
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Model id served and listed by /v1/models
+    #[arg(long, default_value = "turnbench-sim")]
+    pub model: String,
+    /// Fixed part of the time to first token, ms
+    #[arg(long, default_value_t = 15.0)]
+    pub base_ttft_ms: f64,
+    /// Prefill cost per uncached prompt token (characters / 4), µs
+    #[arg(long, default_value_t = 20.0)]
+    pub prefill_us_per_token: f64,
+    /// Interval between output tokens, ms
+    #[arg(long, default_value_t = 3.0)]
+    pub itl_ms: f64,
+    /// Output tokens per request (fewer when the request's max_tokens is lower)
+    #[arg(long, default_value_t = 64)]
+    pub output_tokens: u32,
+    /// Prefix-cache capacity in tokens, least recently used blocks evicted beyond it
+    #[arg(long, default_value_t = 1_000_000)]
+    pub cache_capacity_tokens: u64,
+    /// Require `Authorization: Bearer KEY`; others get 401 [env: TURNBENCH_SIM_API_KEY]
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+}
+
+impl SimArgs {
+    pub fn to_config(&self) -> Result<SimConfig, ConfigError> {
+        for (name, v) in [
+            ("--base-ttft-ms", self.base_ttft_ms),
+            ("--prefill-us-per-token", self.prefill_us_per_token),
+            ("--itl-ms", self.itl_ms),
+        ] {
+            if !v.is_finite() || !(0.0..=3_600_000.0).contains(&v) {
+                return Err(ConfigError::new(format!(
+                    "{name}={v:?}: expected a number from 0 to 3600000"
+                )));
+            }
+        }
+        if self.output_tokens == 0 {
+            return Err(ConfigError::new(
+                "--output-tokens=\"0\": expected a whole number of at least 1",
+            ));
+        }
+        let api_key = self
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("TURNBENCH_SIM_API_KEY").ok())
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+        Ok(SimConfig {
+            model: self.model.clone(),
+            base_ttft_ms: self.base_ttft_ms,
+            prefill_us_per_token: self.prefill_us_per_token,
+            itl_ms: self.itl_ms,
+            output_tokens: self.output_tokens,
+            cache_capacity_tokens: self.cache_capacity_tokens,
+            api_key,
+        })
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,turnbench=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Print a one-line error and return its exit code.
+fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("turnbench: error: {msg}");
+    code
+}
+
+/// The whole program: parse, run, print, and the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand {
+                    exit::CONFIG
+                } else {
+                    exit::OK
+                };
+            }
+            // clap's first line names the flag and the value; keep its tip, drop usage.
+            let text = e.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    !l.trim().is_empty()
+                        && !l.starts_with("Usage:")
+                        && !l.starts_with("For more information")
+                })
+                .collect();
+            eprintln!(
+                "turnbench: {}",
+                lines.join(" ").trim_start_matches("error: ")
+            );
+            return exit::CONFIG;
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                exit::INTERNAL,
+                format!("cannot start the async runtime: {e}"),
+            )
+        }
+    };
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run_command(*args)),
+        Command::Sim(args) => runtime.block_on(sim_command(args)),
+    }
+}
+
+/// Load settings from the process' flags, environment and config file.
+pub fn load_settings(args: &RunArgs) -> Result<config::Settings, ConfigError> {
+    let sources = Sources::from_process(args.config.clone());
+    for (name, closest) in sources.unknown_variables() {
+        tracing::warn!("unknown environment variable {name} ignored (did you mean {closest}?)");
+    }
+    config::load(&args.to_dict(), &sources)
+}
+
+async fn run_command(args: RunArgs) -> i32 {
+    let settings = match load_settings(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    if let Some(dir) = &settings.output_dir {
+        if let Err(e) = check_writable(dir) {
+            return fail(
+                exit::CONFIG,
+                format!("--output-dir {}: cannot write there ({e})", dir.display()),
+            );
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(watch_signals(stop_tx));
+
+    let result = match run::execute(settings.clone(), stop_rx).await {
+        Ok(r) => r,
+        Err(e) => {
+            let code = crate::error::exit_code(&e);
+            return fail(code, format!("{e:#}"));
+        }
+    };
+
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if let Err(e) = result.report.write_stdout(&mut out) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return fail(exit::INTERNAL, format!("writing the report: {e}"));
+        }
+    }
+    drop(out);
+    if let Some(dir) = &settings.output_dir {
+        if let Err(e) = crate::report::write_output_dir(
+            dir,
+            &result.report,
+            &result.histograms,
+            &result.records,
+        ) {
+            return fail(
+                exit::INTERNAL,
+                format!("writing results to {}: {e}", dir.display()),
+            );
+        }
+        tracing::info!("results written to {}", dir.display());
+    }
+    exit_code_of(&result, settings.strict)
+}
+
+/// The exit code of a run that printed its report.
+pub fn exit_code_of(result: &run::RunResult, strict: bool) -> i32 {
+    if result.report.endpoint_unusable.is_some() {
+        exit::ENDPOINT
+    } else if let Some(reason) = result.stopped_by {
+        match reason {
+            StopReason::Sigint => exit::SIGINT,
+            StopReason::Sigterm => exit::SIGTERM,
+        }
+    } else if strict && result.report.verdict.status == Status::Fail {
+        exit::FAIL
+    } else {
+        exit::OK
+    }
+}
+
+fn check_writable(dir: &std::path::Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".turnbench-write-test");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
+}
+
+/// First SIGINT/SIGTERM: ask the run to stop. Second: exit at once.
+async fn watch_signals(tx: tokio::sync::watch::Sender<Option<StopReason>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!(
+            "cannot install signal handlers; SIGINT/SIGTERM will end the run without a report"
+        );
+        return;
+    };
+    let mut first = None;
+    loop {
+        let reason = tokio::select! {
+            _ = int.recv() => StopReason::Sigint,
+            _ = term.recv() => StopReason::Sigterm,
+        };
+        if first.is_some() {
+            eprintln!("turnbench: second signal, exiting now");
+            std::process::exit(match reason {
+                StopReason::Sigint => exit::SIGINT,
+                StopReason::Sigterm => exit::SIGTERM,
+            });
+        }
+        first = Some(reason);
+        let _ = tx.send(Some(reason));
+    }
+}
+
+async fn sim_command(args: SimArgs) -> i32 {
+    let cfg = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    let addr: SocketAddr = match format!("{}:{}", args.host, args.port).parse() {
+        Ok(a) => a,
+        Err(_) => {
+            let host = if args.host.contains(':') {
+                format!("[{}]", args.host)
+            } else {
+                args.host.clone()
+            };
+            match format!("{host}:{}", args.port).parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    return fail(
+                        exit::CONFIG,
+                        format!("--host={:?}: expected an IP address", args.host),
+                    )
+                }
+            }
+        }
+    };
+    let model = cfg.model.clone();
+    let running = match sim::start(cfg, addr).await {
+        Ok(r) => r,
+        Err(e) => return fail(exit::CONFIG, format!("cannot listen on {addr}: {e}")),
+    };
+    {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "turnbench simulator listening on {} (model {model})",
+            running.url()
+        );
+        let _ = out.flush();
+    }
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+    running.shutdown().await;
+    exit::OK
+}

@@ -1,0 +1,413 @@
+//! HTTP client for OpenAI-compatible endpoints: model discovery and streamed chat
+//! completions, timed from one monotonic clock.
+
+pub mod chunk;
+pub mod sse;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use serde::Serialize;
+
+use crate::config::{Secret, Settings};
+use crate::metrics::{ErrorKind, RequestError};
+
+/// What one request measured, in microseconds from its start.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub ttfb_us: Option<u64>,
+    pub first_event_us: Option<u64>,
+    pub ttft_us: Option<u64>,
+    pub ttfc_us: Option<u64>,
+    pub e2e_us: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub tokens_approx: bool,
+    pub prompt_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    /// Gaps between token-bearing events.
+    pub itl_us: Vec<u32>,
+    pub error: Option<RequestError>,
+    /// The generated text (content only), appended to the conversation's history.
+    pub reply: String,
+}
+
+/// A chat message as sent; borrowed so the shared document text is never copied.
+#[derive(Debug, Serialize)]
+pub struct Message<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [Message<'a>],
+    max_tokens: u32,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// Why the endpoint cannot be used at all (exit code 3).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
+
+/// A configured endpoint: base URL, credentials, TLS and timeouts.
+#[derive(Clone)]
+pub struct Endpoint {
+    base: String,
+    chat_url: reqwest::Url,
+    auth: Option<HeaderValue>,
+    key: Option<Secret>,
+    http: reqwest::Client,
+    timeout: Duration,
+    idle_timeout: Duration,
+    include_usage: bool,
+}
+
+impl Endpoint {
+    /// Build the client. `base` is the URL including `/v1`.
+    pub fn new(base: &str, settings: &Settings) -> anyhow::Result<Endpoint> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
+            .tcp_nodelay(true)
+            .user_agent(concat!("turnbench/", env!("CARGO_PKG_VERSION")));
+        if !settings.keep_alive {
+            // A new connection per request, so a load balancer sees every request.
+            builder = builder.pool_max_idle_per_host(0);
+        }
+        if let Some(path) = &settings.ca_cert {
+            let pem = std::fs::read(path)?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if settings.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let host_is_loopback = reqwest::Url::parse(base)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]")
+            })
+            .unwrap_or(false);
+        if host_is_loopback {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build()?;
+        let auth = match &settings.api_key {
+            Some(key) => {
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                        anyhow::anyhow!(
+                            "the API key contains characters not allowed in an HTTP header"
+                        )
+                    })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Endpoint {
+            base: base.trim_end_matches('/').to_string(),
+            chat_url: reqwest::Url::parse(&format!(
+                "{}/chat/completions",
+                base.trim_end_matches('/')
+            ))?,
+            auth,
+            key: settings.api_key.clone(),
+            http,
+            timeout: Duration::from_secs_f64(settings.timeout),
+            idle_timeout: Duration::from_secs_f64(settings.idle_timeout),
+            include_usage: settings.include_usage,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Remove the API key from any text that may reach the user (server error bodies
+    /// sometimes echo it).
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, self.key.as_ref())
+    }
+
+    fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, url);
+        if let Some(auth) = &self.auth {
+            req = req.header(AUTHORIZATION, auth.clone());
+        }
+        req
+    }
+
+    /// `GET {base}/models`: the ids it lists. An error means the endpoint cannot be
+    /// used (connection refused, TLS, auth), or that it has no usable list
+    /// (`Ok(None)`: 404 and the like, when a model is given anyway).
+    pub async fn list_models(&self) -> Result<Option<Vec<String>>, Unusable> {
+        let url = reqwest::Url::parse(&format!("{}/models", self.base))
+            .map_err(|e| Unusable(format!("bad URL: {e}")))?;
+        let resp =
+            tokio::time::timeout(self.timeout, self.request(reqwest::Method::GET, url).send())
+                .await
+                .map_err(|_| {
+                    Unusable(format!(
+                        "GET {}/models: no answer within {:?}",
+                        self.base, self.timeout
+                    ))
+                })?
+                .map_err(|e| {
+                    Unusable(self.redact(&format!(
+                        "cannot reach {}: {}",
+                        self.base,
+                        error_chain(&e)
+                    )))
+                })?;
+        let status = resp.status();
+        let body = tokio::time::timeout(self.timeout, resp.bytes())
+            .await
+            .ok()
+            .and_then(|b| b.ok())
+            .unwrap_or_default();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(Unusable(self.redact(&format!(
+                "authentication refused by {} (HTTP {}): {}",
+                self.base,
+                status.as_u16(),
+                error_message(&body)
+            ))));
+        }
+        if !status.is_success() {
+            return Ok(None);
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let ids = parsed["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m["id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(ids))
+    }
+
+    /// Serialize a chat request. Done before the clock starts, so a long history's
+    /// serialization is never part of a latency.
+    pub fn chat_body(&self, model: &str, messages: &[Message<'_>], max_tokens: u32) -> Bytes {
+        let req = ChatRequest {
+            model,
+            messages,
+            max_tokens,
+            stream: true,
+            stream_options: self.include_usage.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        };
+        Bytes::from(serde_json::to_vec(&req).expect("chat request serializes"))
+    }
+
+    /// Send one streamed chat completion and time it. Never panics on what the server
+    /// sends; every failure is an error of a kind in the result.
+    pub async fn chat(&self, body: Bytes) -> Measured {
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        let mut m = Measured::default();
+        let result = self.chat_inner(body, start, deadline, &mut m).await;
+        if let Err(mut err) = result {
+            err.message = self.redact(&err.message);
+            m.error = Some(err);
+        } else {
+            m.e2e_us = Some(micros(start.elapsed()));
+        }
+        m
+    }
+
+    async fn chat_inner(
+        &self,
+        body: Bytes,
+        start: Instant,
+        deadline: Instant,
+        m: &mut Measured,
+    ) -> Result<(), RequestError> {
+        let send = self
+            .request(reqwest::Method::POST, self.chat_url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send();
+        let resp = match tokio::time::timeout_at(deadline.into(), send).await {
+            Err(_) => return Err(timeout_error("waiting for response headers", self.timeout)),
+            Ok(Err(e)) => return Err(send_error(&e)),
+            Ok(Ok(r)) => r,
+        };
+        m.ttfb_us = Some(micros(start.elapsed()));
+        let status = resp.status();
+        if !status.is_success() {
+            let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
+                .await
+                .ok()
+                .and_then(|b| b.ok())
+                .unwrap_or_default();
+            return Err(RequestError::new(
+                ErrorKind::HttpStatus,
+                format!("HTTP {}: {}", status.as_u16(), error_message(&body)),
+            )
+            .with_status(status.as_u16()));
+        }
+        let is_json = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let mut resp = resp;
+        if is_json {
+            // A server that ignored `stream: true`: the whole answer arrives at once.
+            let mut buf = Vec::new();
+            while let Some(b) = self.next_chunk(&mut resp, deadline).await? {
+                buf.extend_from_slice(&b);
+            }
+            let t = micros(start.elapsed());
+            m.first_event_us = Some(t);
+            return chunk::apply_whole_response(&buf, t, m);
+        }
+
+        let mut parser = sse::Parser::new();
+        let mut state = chunk::StreamState::default();
+        loop {
+            let Some(bytes) = self.next_chunk(&mut resp, deadline).await? else {
+                break;
+            };
+            let t = micros(start.elapsed());
+            let mut failure = None;
+            parser
+                .feed(&bytes, &mut |ev| {
+                    if failure.is_none() && !state.done {
+                        if let Err(e) = state.on_event(&ev, t, m) {
+                            failure = Some(e);
+                        }
+                    }
+                })
+                .map_err(|e| RequestError::new(ErrorKind::BadEvent, e.to_string()))?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if state.done {
+                break;
+            }
+        }
+        state.finish(m)
+    }
+
+    async fn next_chunk(
+        &self,
+        resp: &mut reqwest::Response,
+        deadline: Instant,
+    ) -> Result<Option<Bytes>, RequestError> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timeout_error("reading the stream", self.timeout));
+        }
+        let idle_deadline = (now + self.idle_timeout).min(deadline);
+        match tokio::time::timeout_at(idle_deadline.into(), resp.chunk()).await {
+            Err(_) if idle_deadline == deadline => {
+                Err(timeout_error("reading the stream", self.timeout))
+            }
+            Err(_) => Err(RequestError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no data for {:?} (idle timeout) while reading the stream",
+                    self.idle_timeout
+                ),
+            )),
+            Ok(Err(e)) => Err(RequestError::new(
+                ErrorKind::StreamBroken,
+                format!("stream broken: {}", error_chain(&e)),
+            )),
+            Ok(Ok(chunk)) => Ok(chunk),
+        }
+    }
+}
+
+fn timeout_error(what: &str, limit: Duration) -> RequestError {
+    RequestError::new(
+        ErrorKind::Timeout,
+        format!("request timed out after {limit:?} {what}"),
+    )
+}
+
+fn send_error(e: &reqwest::Error) -> RequestError {
+    let kind = if e.is_connect() {
+        ErrorKind::Connect
+    } else if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::StreamBroken
+    };
+    RequestError::new(kind, error_chain(e))
+}
+
+/// `e` and its sources on one line: reqwest's top-level message alone rarely says
+/// what went wrong ("error sending request").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+/// The `error.message` of an OpenAI-style error body, else the body's first line.
+pub fn error_message(body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let from_json = parsed.as_ref().and_then(|v| {
+        v["error"]["message"]
+            .as_str()
+            .or_else(|| v["error"].as_str())
+            .or_else(|| v["message"].as_str())
+            .or_else(|| v["detail"].as_str())
+            .map(String::from)
+    });
+    let text = from_json.unwrap_or_else(|| {
+        String::from_utf8_lossy(body)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    });
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else if text.chars().count() > 300 {
+        format!("{}…", text.chars().take(300).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// Replace every occurrence of the key (and of its bearer form) with `***`.
+pub fn redact(text: &str, key: Option<&Secret>) -> String {
+    match key {
+        Some(k) if !k.expose().is_empty() && text.contains(k.expose()) => {
+            text.replace(k.expose(), "***")
+        }
+        _ => text.to_string(),
+    }
+}
+
+pub fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}

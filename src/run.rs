@@ -1,0 +1,453 @@
+//! `turnbench run`: pre-flight, warm-up, the measured conversations, and the report.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::client::{Endpoint, Message, Unusable};
+use crate::config::Settings;
+use crate::metrics::{Aggregator, ErrorKind, RequestRecord};
+use crate::report::{RunReport, Target};
+use crate::sim;
+use crate::verdict::{judge, Thresholds};
+use crate::workload::{self, ConversationPlan, Plan};
+
+/// Why a run was asked to stop early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Sigint,
+    Sigterm,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Sigint => "interrupted by SIGINT",
+            StopReason::Sigterm => "terminated by SIGTERM",
+        }
+    }
+}
+
+/// Receives a stop request (a signal); `None` while the run may go on.
+pub type StopRx = watch::Receiver<Option<StopReason>>;
+
+/// A finished (or stopped, or refused) run: its report and what results.json needs.
+pub struct RunResult {
+    pub report: RunReport,
+    pub histograms: BTreeMap<String, String>,
+    pub records: Vec<RequestRecord>,
+    pub stopped_by: Option<StopReason>,
+}
+
+/// Counters the progress line reads while the run goes on.
+#[derive(Default)]
+struct Progress {
+    in_flight: AtomicU64,
+}
+
+/// Run the benchmark the settings describe. Errors are only those that stop it from
+/// starting (bad documents, client set-up); an endpoint that cannot be used gives a
+/// report with `endpoint_unusable` set.
+pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<RunResult> {
+    let documents = workload::load_documents(&settings.documents)?;
+    let seed = settings.seed.unwrap_or_else(workload::random_seed);
+    let plan = Plan::new(&settings, documents, seed);
+
+    // No URL: benchmark the built-in simulator, started here on a free loopback port.
+    let (target, _sim) = match &settings.url {
+        Some(url) => (Target::Endpoint { url: url.clone() }, None),
+        None => {
+            let sim = sim::start(sim::SimConfig::default(), ([127, 0, 0, 1], 0).into()).await?;
+            let url = sim.url();
+            tracing::warn!(
+                "no URL given: benchmarking the BUILT-IN SIMULATOR at {url}, not a real endpoint"
+            );
+            (Target::Simulator { url }, Some(sim))
+        }
+    };
+    let endpoint = Endpoint::new(target.url(), &settings)?;
+    let mut base = ReportBase {
+        settings: &settings,
+        target: &target,
+        seed,
+        model: settings.model.clone(),
+    };
+
+    let model = match discover_model(&endpoint, settings.model.as_deref()).await {
+        Ok(m) => m,
+        Err(Unusable(why)) => return Ok(base.unusable(why)),
+    };
+    base.model = Some(model.clone());
+    tracing::info!(model = %model, url = %target.url(), seed, "starting");
+
+    // Warm-up: short sequential requests, outside every statistic.
+    let mut warm_failed = 0u64;
+    let mut warm_first_error = None;
+    let mut warm_done = 0u64;
+    for i in 0..settings.warmup {
+        if stop.borrow().is_some() {
+            break;
+        }
+        let prompt = workload::warmup_prompt(i);
+        let msgs = [Message {
+            role: "user",
+            content: &prompt,
+        }];
+        let body = endpoint.chat_body(&model, &msgs, settings.max_tokens.min(16));
+        let m = endpoint.chat(body).await;
+        warm_done += 1;
+        if let Some(e) = m.error {
+            warm_failed += 1;
+            tracing::debug!(error = %e.message, "warm-up request failed");
+            warm_first_error.get_or_insert(e);
+        }
+    }
+    if warm_done > 0 && warm_failed == warm_done {
+        if let Some(e) = warm_first_error
+            .as_ref()
+            .filter(|e| is_fatal(e.kind, e.status))
+        {
+            return Ok(base.unusable(format!("every warm-up request failed: {}", e.message)));
+        }
+    }
+
+    // The measured phase.
+    let plan = Arc::new(plan);
+    let sem = Arc::new(Semaphore::new(settings.parallel));
+    let progress = Arc::new(Progress::default());
+    let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
+    let phase_start = Instant::now();
+    let mut tasks = JoinSet::new();
+    let model: Arc<str> = model.into();
+    for i in 0..plan.conversations.len() {
+        let ctx = ConversationCtx {
+            plan: plan.clone(),
+            index: i,
+            endpoint: endpoint.clone(),
+            model: model.clone(),
+            max_tokens: settings.max_tokens,
+            sem: sem.clone(),
+            tx: tx.clone(),
+            stop: stop.clone(),
+            phase_start,
+            progress: progress.clone(),
+        };
+        tasks.spawn(run_conversation(ctx));
+    }
+    drop(tx);
+
+    let expected = (settings.conversations * settings.turns) as u64;
+    let mut agg = Aggregator::default();
+    let keep_records = settings.output_dir.is_some();
+    let mut records = Vec::new();
+    let tty = std::io::stderr().is_terminal();
+    let mut ticker = tokio::time::interval(if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    });
+    ticker.tick().await;
+    let mut stopped_by = None;
+    let mut grace_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let grace = async {
+            match grace_deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(mut r) => {
+                    agg.add(&mut r);
+                    if keep_records {
+                        records.push(r);
+                    }
+                }
+                None => break,
+            },
+            _ = ticker.tick() => print_progress(&agg, expected, &progress, phase_start, tty),
+            changed = stop.changed(), if stopped_by.is_none() => {
+                if changed.is_ok() {
+                    if let Some(reason) = *stop.borrow() {
+                        stopped_by = Some(reason);
+                        tracing::warn!("{}: no new requests; waiting up to {}s for {} in flight",
+                            reason.describe(), settings.grace_period, progress.in_flight.load(Ordering::Relaxed));
+                        grace_deadline = Some(tokio::time::Instant::now() + Duration::from_secs_f64(settings.grace_period));
+                    }
+                }
+            }
+            _ = grace => break,
+        }
+    }
+    let abandoned = progress.in_flight.load(Ordering::Relaxed);
+    tasks.abort_all();
+    // Records already sent by tasks that finished in the last instant still count.
+    while let Ok(mut r) = rx.try_recv() {
+        agg.add(&mut r);
+        if keep_records {
+            records.push(r);
+        }
+    }
+    let wall = phase_start.elapsed().as_secs_f64();
+    if tty {
+        eprintln!();
+    }
+
+    let stats = agg.stats(wall);
+    let mut endpoint_unusable = None;
+    if stats.total_requests > 0 && stats.succeeded_requests == 0 {
+        let all_fatal = records_all_fatal(&agg);
+        if all_fatal {
+            let first = agg
+                .errors
+                .values()
+                .next()
+                .map(|e| e.first_message.clone())
+                .unwrap_or_default();
+            endpoint_unusable = Some(format!("every request failed: {first}"));
+        }
+    }
+    let thresholds = thresholds(&settings);
+    let verdict = judge(&stats, &thresholds);
+    let report = RunReport {
+        version: env!("CARGO_PKG_VERSION"),
+        target: target.clone(),
+        model: Some(model.to_string()),
+        seed,
+        settings: settings.clone(),
+        thresholds,
+        stats,
+        verdict,
+        partial: stopped_by.map(|r| r.describe().to_string()),
+        endpoint_unusable,
+        warmup_requests: warm_done,
+        warmup_failed: warm_failed,
+        abandoned_requests: if stopped_by.is_some() { abandoned } else { 0 },
+    };
+    Ok(RunResult {
+        report,
+        histograms: agg.histograms_serialized(),
+        records,
+        stopped_by,
+    })
+}
+
+/// Errors that mean the endpoint cannot serve us at all, rather than a bad moment.
+fn is_fatal(kind: ErrorKind, status: Option<u16>) -> bool {
+    kind == ErrorKind::Connect || matches!(status, Some(401 | 403 | 404))
+}
+
+fn records_all_fatal(agg: &Aggregator) -> bool {
+    // Only the kinds are aggregated; an HTTP status error is fatal when its first
+    // message names an auth or not-found status.
+    agg.errors.iter().all(|(kind, e)| {
+        *kind == ErrorKind::Connect
+            || (*kind == ErrorKind::HttpStatus
+                && ["HTTP 401", "HTTP 403", "HTTP 404"]
+                    .iter()
+                    .any(|s| e.first_message.starts_with(s)))
+    })
+}
+
+pub fn thresholds(s: &Settings) -> Thresholds {
+    Thresholds {
+        ttft_p95_ms: s.ttft_p95_threshold_ms,
+        speedup: s.speedup_threshold,
+        max_error_rate: s.max_error_rate,
+    }
+}
+
+/// What every report of this run shares, so a refused run reports the same way.
+struct ReportBase<'a> {
+    settings: &'a Settings,
+    target: &'a Target,
+    seed: u64,
+    model: Option<String>,
+}
+
+impl ReportBase<'_> {
+    fn unusable(&self, why: String) -> RunResult {
+        tracing::error!("the endpoint cannot be used: {why}");
+        let agg = Aggregator::default();
+        let stats = agg.stats(0.0);
+        let thresholds = thresholds(self.settings);
+        let verdict = judge(&stats, &thresholds);
+        RunResult {
+            report: RunReport {
+                version: env!("CARGO_PKG_VERSION"),
+                target: self.target.clone(),
+                model: self.model.clone(),
+                seed: self.seed,
+                settings: self.settings.clone(),
+                thresholds,
+                stats,
+                verdict,
+                partial: None,
+                endpoint_unusable: Some(why),
+                warmup_requests: 0,
+                warmup_failed: 0,
+                abandoned_requests: 0,
+            },
+            histograms: agg.histograms_serialized(),
+            records: Vec::new(),
+            stopped_by: None,
+        }
+    }
+}
+
+/// The model to use: as given, else the first listed by `GET /models`.
+async fn discover_model(endpoint: &Endpoint, given: Option<&str>) -> Result<String, Unusable> {
+    let listed = endpoint.list_models().await?;
+    match (given, listed) {
+        (Some(m), Some(ids)) if ids.is_empty() || ids.iter().any(|id| id == m) => Ok(m.to_string()),
+        (Some(m), Some(ids)) => Err(Unusable(format!(
+            "model {m:?} not found; {} lists: {}",
+            endpoint.base(),
+            ids.join(", ")
+        ))),
+        (Some(m), None) => {
+            tracing::warn!(
+                "GET {}/models gave no list; using --model {m} as given",
+                endpoint.base()
+            );
+            Ok(m.to_string())
+        }
+        (None, Some(ids)) => ids.into_iter().next().ok_or_else(|| {
+            Unusable(format!(
+                "{}/models lists no model; pass --model",
+                endpoint.base()
+            ))
+        }),
+        (None, None) => Err(Unusable(format!(
+            "GET {}/models did not answer with a model list; pass --model",
+            endpoint.base()
+        ))),
+    }
+}
+
+struct ConversationCtx {
+    plan: Arc<Plan>,
+    index: usize,
+    endpoint: Endpoint,
+    model: Arc<str>,
+    max_tokens: u32,
+    sem: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<RequestRecord>,
+    stop: StopRx,
+    phase_start: Instant,
+    progress: Arc<Progress>,
+}
+
+/// One turn of history: shared text (the opening, a fixed question) or a reply.
+enum Text {
+    Shared(Arc<str>),
+    Fixed(&'static str),
+    Owned(String),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Shared(s) => s,
+            Text::Fixed(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+/// Resolve when a stop has been requested.
+async fn stopped(stop: &mut StopRx) {
+    let _ = stop.wait_for(|s| s.is_some()).await;
+}
+
+/// Play one conversation: think, wait for a slot, send, read; turn after turn.
+///
+/// A failed turn keeps its question in the history and adds no reply; the conversation
+/// goes on with its next turn, so later prompts still grow as they would have.
+async fn run_conversation(mut ctx: ConversationCtx) {
+    let conv: &ConversationPlan = &ctx.plan.conversations[ctx.index];
+    let mut history: Vec<(&'static str, Text)> =
+        vec![("user", Text::Shared(conv.doc.opening.clone()))];
+    for turn in 0..conv.delays.len() {
+        if turn > 0 {
+            history.push(("user", Text::Fixed(conv.questions[turn - 1])));
+        }
+        let think = Duration::from_secs_f64(conv.delays[turn]);
+        tokio::select! {
+            _ = tokio::time::sleep(think) => {}
+            _ = stopped(&mut ctx.stop) => return,
+        }
+        let permit = tokio::select! {
+            p = ctx.sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stopped(&mut ctx.stop) => return,
+        };
+        let msgs: Vec<Message<'_>> = history
+            .iter()
+            .map(|(role, t)| Message {
+                role,
+                content: t.as_str(),
+            })
+            .collect();
+        let prompt_bytes: usize = msgs.iter().map(|m| m.content.len()).sum();
+        let body = ctx.endpoint.chat_body(&ctx.model, &msgs, ctx.max_tokens);
+        drop(msgs);
+        ctx.progress.in_flight.fetch_add(1, Ordering::Relaxed);
+        let start_us = crate::client::micros(ctx.phase_start.elapsed());
+        let m = ctx.endpoint.chat(body).await;
+        ctx.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+        let record = RequestRecord {
+            conversation: conv.index,
+            turn: turn as u32 + 1,
+            doc_kind: conv.doc.kind,
+            start_us,
+            prompt_bytes: prompt_bytes as u64,
+            ttfb_us: m.ttfb_us,
+            first_event_us: m.first_event_us,
+            ttft_us: m.ttft_us,
+            ttfc_us: m.ttfc_us,
+            e2e_us: m.e2e_us,
+            output_tokens: m.output_tokens,
+            tokens_approx: m.tokens_approx,
+            prompt_tokens: m.prompt_tokens,
+            cached_tokens: m.cached_tokens,
+            itl_us: m.itl_us,
+            error: m.error,
+        };
+        let ok = record.ok();
+        if ctx.tx.send(record).is_err() {
+            return;
+        }
+        if ok && !m.reply.is_empty() {
+            history.push(("assistant", Text::Owned(m.reply)));
+        }
+    }
+}
+
+fn print_progress(agg: &Aggregator, expected: u64, p: &Progress, start: Instant, tty: bool) {
+    let p50 = if agg.ttft.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{:.1} ms", agg.ttft.value_at_quantile(0.5) as f64 / 1000.0)
+    };
+    let line = format!(
+        "[{:>6.1}s] {}/{} requests, {} failed, {} in flight, TTFT P50 {}",
+        start.elapsed().as_secs_f64(),
+        agg.total,
+        expected,
+        agg.failed,
+        p.in_flight.load(Ordering::Relaxed),
+        p50
+    );
+    if tty {
+        eprint!("\r{line}   ");
+    } else {
+        eprintln!("{line}");
+    }
+}

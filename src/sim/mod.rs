@@ -1,0 +1,384 @@
+//! The simulator: an OpenAI-compatible server with a prefix cache, so that a
+//! benchmark against it shows a real speedup on later turns. `turnbench sim` serves it;
+//! `turnbench run` without a URL starts it in-process.
+
+mod cache;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::config::Secret;
+pub use cache::{PrefixCache, BLOCK_BYTES};
+
+/// Timing and behaviour of the simulated model.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub model: String,
+    /// Fixed part of the time to first token.
+    pub base_ttft_ms: f64,
+    /// Prefill cost of each prompt token not found in the prefix cache.
+    pub prefill_us_per_token: f64,
+    /// Interval between output tokens.
+    pub itl_ms: f64,
+    /// Tokens generated per request (fewer when the request's max_tokens is lower).
+    pub output_tokens: u32,
+    /// Prefix-cache capacity; least recently used blocks are evicted beyond it.
+    pub cache_capacity_tokens: u64,
+    /// When set, requests without `Authorization: Bearer <key>` get 401.
+    pub api_key: Option<Secret>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            model: "turnbench-sim".into(),
+            base_ttft_ms: 15.0,
+            prefill_us_per_token: 20.0,
+            itl_ms: 3.0,
+            output_tokens: 64,
+            cache_capacity_tokens: 1_000_000,
+            api_key: None,
+        }
+    }
+}
+
+/// Prompt tokens are estimated as characters / 4, as the design says.
+pub const CHARS_PER_TOKEN: usize = 4;
+
+struct Shared {
+    cfg: SimConfig,
+    model_json: String,
+    cache: Mutex<PrefixCache>,
+    next_id: AtomicU64,
+    created: u64,
+}
+
+/// A simulator serving on a local address until dropped or shut down.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    /// The base URL including `/v1`.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Stop accepting and wait for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningSim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Bind `addr` (port 0: any free port) and serve in the background.
+pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningSim> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = router(cfg);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(RunningSim {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// The simulator's routes, for embedding in another server or a test.
+pub fn router(cfg: SimConfig) -> Router {
+    let blocks = (cfg.cache_capacity_tokens as usize * CHARS_PER_TOKEN / BLOCK_BYTES).max(1);
+    let shared = Arc::new(Shared {
+        model_json: serde_json::to_string(&cfg.model).expect("string serializes"),
+        cfg,
+        cache: Mutex::new(PrefixCache::new(blocks)),
+        next_id: AtomicU64::new(1),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    });
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(shared)
+}
+
+fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": { "message": message, "type": kind, "code": status.as_u16() }
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn check_auth(s: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(key) = &s.cfg.api_key else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(key.expose()) {
+        Ok(())
+    } else {
+        Err(Box::new(error_response(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "Invalid or missing API key",
+        )))
+    }
+}
+
+async fn models(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_auth(&s, &headers) {
+        return *r;
+    }
+    let body = format!(
+        r#"{{"object":"list","data":[{{"id":{},"object":"model","created":{},"owned_by":"turnbench"}}]}}"#,
+        s.model_json, s.created
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    content: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// The prompt as the model would see it: role tags and contents, in order.
+fn render(messages: &[ChatMessage]) -> String {
+    let mut out = String::new();
+    for m in messages {
+        out.push_str("<|");
+        out.push_str(&m.role);
+        out.push_str("|>\n");
+        match &m.content {
+            serde_json::Value::String(s) => out.push_str(s),
+            serde_json::Value::Array(parts) => {
+                for p in parts {
+                    if let Some(t) = p["text"].as_str() {
+                        out.push_str(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Words the simulated model "generates", one per token.
+const WORDS: &[&str] = &[
+    " the", " cache", " keeps", " every", " prefix", " warm", " and", " later", " turns", " start",
+    " sooner", " because", " only", " new", " tokens", " need", " prefill", " while", " old",
+    " blocks", " stay", " in", " memory", " until", " evicted", " by", " newer", " ones", " so",
+    " long", " talks", " win",
+];
+
+async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    if let Err(r) = check_auth(&s, &headers) {
+        return *r;
+    }
+    let req: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("invalid JSON body: {e}"),
+            )
+        }
+    };
+    if let Some(m) = &req.model {
+        if m != &s.cfg.model {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NotFoundError",
+                &format!("The model `{m}` does not exist."),
+            );
+        }
+    }
+    if req.messages.is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "messages must not be empty",
+        );
+    }
+    let prompt = render(&req.messages);
+    let prompt_tokens = (prompt.chars().count().div_ceil(CHARS_PER_TOKEN)) as u64;
+    let hit_blocks = s
+        .cache
+        .lock()
+        .expect("cache lock")
+        .lookup_insert(prompt.as_bytes());
+    let cached_tokens = ((hit_blocks * BLOCK_BYTES / CHARS_PER_TOKEN) as u64).min(prompt_tokens);
+    let uncached = prompt_tokens - cached_tokens;
+    let ttft = Duration::from_secs_f64(
+        (s.cfg.base_ttft_ms / 1000.0) + uncached as f64 * s.cfg.prefill_us_per_token / 1_000_000.0,
+    );
+    let limit = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(u32::MAX);
+    let n_out = s.cfg.output_tokens.min(limit).max(1);
+    let finish = if n_out < s.cfg.output_tokens {
+        "length"
+    } else {
+        "stop"
+    };
+    let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    let itl = Duration::from_secs_f64(s.cfg.itl_ms / 1000.0);
+    let usage = format!(
+        r#"{{"prompt_tokens":{prompt_tokens},"completion_tokens":{n_out},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{cached_tokens}}}}}"#,
+        prompt_tokens + u64::from(n_out)
+    );
+
+    if !req.stream {
+        tokio::time::sleep_until((arrived + ttft + itl * n_out.saturating_sub(1)).into()).await;
+        let text: String = (0..n_out)
+            .map(|i| WORDS[(id as usize + i as usize) % WORDS.len()])
+            .collect();
+        remember_reply(&s, &prompt, &text);
+        let body = format!(
+            r#"{{"id":"chatcmpl-sim-{id}","object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"{finish}"}}],"usage":{usage}}}"#,
+            s.created,
+            s.model_json,
+            serde_json::to_string(&text).expect("string serializes")
+        );
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+
+    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let shared = s.clone();
+    tokio::spawn(async move {
+        let s = shared;
+        let head = format!(
+            r#"data: {{"id":"chatcmpl-sim-{id}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":"#,
+            s.created, s.model_json
+        );
+        let chunk = |delta: &str, finish: Option<&str>| -> Bytes {
+            let finish = finish
+                .map(|f| format!("\"{f}\""))
+                .unwrap_or_else(|| "null".into());
+            Bytes::from(format!("{head}{delta},\"finish_reason\":{finish}}}]}}\n\n"))
+        };
+        // The role chunk comes at once, before any output: it must not count as TTFT.
+        if tx
+            .send(Ok(chunk(r#"{"role":"assistant","content":""}"#, None)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut text = String::new();
+        let mut at = arrived + ttft;
+        for i in 0..n_out {
+            tokio::time::sleep_until(at.into()).await;
+            let word = WORDS[(id as usize + i as usize) % WORDS.len()];
+            text.push_str(word);
+            let delta = format!(r#"{{"content":"{word}"}}"#);
+            let fin = (i + 1 == n_out).then_some(finish);
+            if tx.send(Ok(chunk(&delta, fin))).await.is_err() {
+                return; // client went away
+            }
+            at += itl;
+        }
+        remember_reply(&s, &prompt, &text);
+        if include_usage {
+            let u = format!(
+                r#"data: {{"id":"chatcmpl-sim-{id}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{usage}}}"#,
+                s.created, s.model_json
+            );
+            if tx.send(Ok(Bytes::from(format!("{u}\n\n")))).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("valid response")
+}
+
+/// Cache the blocks of the reply too, as a real server keeps the KV of generated tokens.
+fn remember_reply(s: &Shared, prompt: &str, reply: &str) {
+    let mut full = String::with_capacity(prompt.len() + reply.len() + 16);
+    full.push_str(prompt);
+    full.push_str("<|assistant|>\n");
+    full.push_str(reply);
+    full.push('\n');
+    s.cache
+        .lock()
+        .expect("cache lock")
+        .lookup_insert(full.as_bytes());
+}
