@@ -458,8 +458,7 @@ fn extraction_error(e: &figment::Error, sources: &Sources, flags: &Dict) -> Conf
         .unwrap_or(Origin::Default);
     let name = origin.describe(&key);
     let expected = match &e.kind {
-        Kind::InvalidType(_, exp) => exp.clone(),
-        Kind::InvalidValue(_, exp) => exp.clone(),
+        Kind::InvalidType(_, exp) | Kind::InvalidValue(_, exp) => plain_expected(exp),
         Kind::Message(m) => m.clone(),
         other => other.to_string(),
     };
@@ -471,12 +470,34 @@ fn extraction_error(e: &figment::Error, sources: &Sources, flags: &Dict) -> Conf
             Origin::Env => sources.var(&env_name(&key)).unwrap_or("").to_string(),
             Origin::Flag => flags.get(&key).map(value_text).unwrap_or_default(),
             _ => match &e.kind {
-                Kind::InvalidType(actual, _) | Kind::InvalidValue(actual, _) => actual.to_string(),
+                Kind::InvalidType(actual, _) | Kind::InvalidValue(actual, _) => actual_text(actual),
                 _ => String::new(),
             },
         }
     };
     ConfigError::new(format!("{name}={value:?}: expected {expected}"))
+}
+
+/// serde's type names in words a user of the command line reads.
+fn plain_expected(exp: &str) -> String {
+    match exp {
+        "u64" | "u32" | "usize" => "a whole number".into(),
+        "f64" | "f32" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        other => other.to_string(),
+    }
+}
+
+fn actual_text(a: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match a {
+        Actual::Str(s) => s.clone(),
+        Actual::Bool(b) => b.to_string(),
+        Actual::Unsigned(n) => n.to_string(),
+        Actual::Signed(n) => n.to_string(),
+        Actual::Float(n) => n.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn value_text(v: &figment::value::Value) -> String {

@@ -292,6 +292,9 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         "stop"
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    // The reply depends on the prompt alone, as a greedy model's would: the same seed
+    // then sends the same conversations whatever the order of arrival.
+    let first_word = prompt.len() % WORDS.len();
     let itl = Duration::from_secs_f64(s.cfg.itl_ms / 1000.0);
     let usage = format!(
         r#"{{"prompt_tokens":{prompt_tokens},"completion_tokens":{n_out},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{cached_tokens}}}}}"#,
@@ -301,7 +304,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     if !req.stream {
         tokio::time::sleep_until((arrived + ttft + itl * n_out.saturating_sub(1)).into()).await;
         let text: String = (0..n_out)
-            .map(|i| WORDS[(id as usize + i as usize) % WORDS.len()])
+            .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
             .collect();
         remember_reply(&s, &prompt, &text);
         let body = format!(
@@ -340,7 +343,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         let mut at = arrived + ttft;
         for i in 0..n_out {
             tokio::time::sleep_until(at.into()).await;
-            let word = WORDS[(id as usize + i as usize) % WORDS.len()];
+            let word = WORDS[(first_word + i as usize) % WORDS.len()];
             text.push_str(word);
             let delta = format!(r#"{{"content":"{word}"}}"#);
             let fin = (i + 1 == n_out).then_some(finish);

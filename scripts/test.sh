@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Every test of turnbench: Rust (format, lints, unit and integration tests) and the
+# Python-driven checks of the container, manifests and Ansible role. Installs what the
+# Python side needs into a virtualenv under target/, so a fresh machine with the Rust
+# toolchain and Python 3 is enough.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python test environment"
+venv=target/test-venv
+if [ ! -x "$venv/bin/python" ]; then
+  mkdir -p target
+  python3 -m venv "$venv" 2>/dev/null || {
+    # Debian's python3 without the venv module: install it, then retry.
+    if command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    fi
+    python3 -m venv "$venv"
+  }
+fi
+reqs=(scripts/requirements-test.txt)
+for f in */tests/requirements.txt; do [ -f "$f" ] && reqs+=("$f"); done
+"$venv/bin/python" -m pip install -q --disable-pip-version-check $(printf -- '-r %s ' "${reqs[@]}")
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "cargo test"
+cargo test --quiet
+
+step "release binary for the Python-driven tests"
+cargo build --release --quiet
+export TURNBENCH_BIN="$PWD/target/release/turnbench"
+
+step "pytest (container, manifests, role)"
+set +e
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python */tests
+rc=$?
+set -e
+# pytest's 5 means "no tests collected": that must fail loudly, not pass.
+exit $rc
