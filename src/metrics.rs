@@ -78,6 +78,7 @@ pub struct RequestRecord {
     pub doc_kind: DocKind,
     pub start_us: u64,
     pub prompt_bytes: u64,
+    pub connect_us: Option<u64>,
     pub ttfb_us: Option<u64>,
     pub first_event_us: Option<u64>,
     pub ttft_us: Option<u64>,
@@ -140,6 +141,7 @@ pub struct Aggregator {
     pub ttft_later: Histogram<u64>,
     pub ttfc: Histogram<u64>,
     pub ttfb: Histogram<u64>,
+    pub connect: Histogram<u64>,
     pub e2e: Histogram<u64>,
     pub itl: Histogram<u64>,
     pub tpot: Histogram<u64>,
@@ -175,6 +177,7 @@ impl Default for Aggregator {
             ttft_later: new_histogram(),
             ttfc: new_histogram(),
             ttfb: new_histogram(),
+            connect: new_histogram(),
             e2e: new_histogram(),
             itl: new_histogram(),
             tpot: new_histogram(),
@@ -246,6 +249,9 @@ impl Aggregator {
         }
         if let Some(t) = r.ttfb_us {
             rec(&mut self.ttfb, t);
+        }
+        if let Some(t) = r.connect_us {
+            rec(&mut self.connect, t);
         }
         if let Some(t) = r.e2e_us {
             rec(&mut self.e2e, t);
@@ -340,6 +346,7 @@ impl Aggregator {
             per_conversation_speedup,
             ttfc: Summary::of(&self.ttfc),
             ttfb: Summary::of(&self.ttfb),
+            connect: Summary::of(&self.connect),
             e2e: Summary::of(&self.e2e),
             itl: Summary::of(&self.itl),
             tpot: Summary::of(&self.tpot),
@@ -377,6 +384,7 @@ impl Aggregator {
         put("ttft_later_turns_us", &self.ttft_later);
         put("ttfc_us", &self.ttfc);
         put("ttfb_us", &self.ttfb);
+        put("connect_us", &self.connect);
         put("e2e_us", &self.e2e);
         put("itl_us", &self.itl);
         put("tpot_us", &self.tpot);
@@ -413,6 +421,7 @@ pub struct Stats {
     pub per_conversation_speedup: Option<Spread>,
     pub ttfc: Option<Summary>,
     pub ttfb: Option<Summary>,
+    pub connect: Option<Summary>,
     pub e2e: Option<Summary>,
     pub itl: Option<Summary>,
     pub tpot: Option<Summary>,

@@ -138,6 +138,7 @@ impl RunReport {
         for (label, v) in [
             ("Time to first content token", &s.ttfc),
             ("Time to response headers", &s.ttfb),
+            ("Connect (DNS+TCP+TLS)", &s.connect),
             ("Inter-token latency", &s.itl),
             ("Time per output token", &s.tpot),
         ] {
@@ -347,7 +348,7 @@ impl RunReport {
     }
 }
 
-pub const CSV_HEADER: &str = "conversation,turn,doc_kind,start_ms,ttfb_ms,first_event_ms,ttft_ms,ttfc_ms,e2e_ms,output_tokens,tokens_approx,prompt_tokens,cached_tokens,prompt_bytes,ok,error_kind,http_status,error_message";
+pub const CSV_HEADER: &str = "conversation,turn,doc_kind,start_ms,connect_ms,ttfb_ms,first_event_ms,ttft_ms,ttfc_ms,e2e_ms,output_tokens,tokens_approx,prompt_tokens,cached_tokens,prompt_bytes,ok,error_kind,http_status,error_message";
 
 /// One row per request of the measured phase.
 pub fn write_csv(w: &mut dyn Write, records: &[RequestRecord]) -> io::Result<()> {
@@ -368,11 +369,12 @@ pub fn write_csv(w: &mut dyn Write, records: &[RequestRecord]) -> io::Result<()>
         };
         writeln!(
             w,
-            "{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.conversation,
             r.turn,
             r.doc_kind.label(),
             r.start_us as f64 / 1000.0,
+            t(r.connect_us),
             t(r.ttfb_us),
             t(r.first_event_us),
             t(r.ttft_us),

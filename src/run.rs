@@ -408,6 +408,7 @@ async fn run_conversation(mut ctx: ConversationCtx) {
             doc_kind: conv.doc.kind,
             start_us,
             prompt_bytes: prompt_bytes as u64,
+            connect_us: m.connect_us,
             ttfb_us: m.ttfb_us,
             first_event_us: m.first_event_us,
             ttft_us: m.ttft_us,

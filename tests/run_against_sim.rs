@@ -282,7 +282,7 @@ async fn the_same_seed_sends_the_same_workload() {
             .skip(1)
             .map(|l| {
                 let f: Vec<&str> = l.split(',').collect();
-                format!("{},{},{},{}", f[0], f[1], f[2], f[13])
+                format!("{},{},{},{}", f[0], f[1], f[2], f[14])
             })
             .collect();
         rows.sort();

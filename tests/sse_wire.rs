@@ -126,7 +126,7 @@ async fn streams_split_anywhere_are_measured_whole() {
         let csv = std::fs::read_to_string(dir.path().join("requests.csv")).unwrap();
         for row in csv.lines().skip(1) {
             let f: Vec<&str> = row.split(',').collect();
-            let (first_event, ttft): (f64, f64) = (f[5].parse().unwrap(), f[6].parse().unwrap());
+            let (first_event, ttft): (f64, f64) = (f[6].parse().unwrap(), f[7].parse().unwrap());
             assert!(
                 ttft > first_event,
                 "piece {piece}: ttft {ttft} first event {first_event}"

@@ -199,8 +199,21 @@ async fn conversations_follow_the_designed_semantics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_reuses_connections() {
     let (url, seen) = start().await;
-    let out = turnbench(&args(&url, &["--keep-alive"]), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = turnbench(
+        &args(
+            &url,
+            &["--keep-alive", "--output-dir", dir.path().to_str().unwrap()],
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Only requests that opened a connection carry a connect time.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    let connects = json["stats"]["connect"]["count"].as_u64().unwrap();
+    assert!(connects <= 3, "connect times recorded {connects}");
     let s = seen.lock().unwrap();
     assert!(
         s.peers.len() <= 3 + 1,

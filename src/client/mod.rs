@@ -2,6 +2,7 @@
 //! completions, timed from one monotonic clock.
 
 pub mod chunk;
+mod connect_timing;
 pub mod sse;
 
 use std::time::{Duration, Instant};
@@ -16,6 +17,8 @@ use crate::metrics::{ErrorKind, RequestError};
 /// What one request measured, in microseconds from its start.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
+    /// Opening the connection (DNS, TCP, TLS); `None` when one was reused.
+    pub connect_us: Option<u64>,
     pub ttfb_us: Option<u64>,
     pub first_event_us: Option<u64>,
     pub ttft_us: Option<u64>,
@@ -78,6 +81,7 @@ impl Endpoint {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
             .tcp_nodelay(true)
+            .connector_layer(connect_timing::TimingLayer)
             .user_agent(concat!("turnbench/", env!("CARGO_PKG_VERSION")));
         if !settings.keep_alive {
             // A new connection per request, so a load balancer sees every request.
@@ -221,7 +225,9 @@ impl Endpoint {
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut m = Measured::default();
-        let result = self.chat_inner(body, start, deadline, &mut m).await;
+        let (result, connect_us) =
+            connect_timing::scope(self.chat_inner(body, start, deadline, &mut m)).await;
+        m.connect_us = connect_us;
         if let Err(mut err) = result {
             err.message = self.redact(&err.message);
             m.error = Some(err);
