@@ -11,7 +11,7 @@ use figment::value::{Dict, Value};
 use crate::config::{self, Secret, Sources};
 use crate::error::{exit, ConfigError};
 use crate::run::{self, StopReason};
-use crate::sim::{self, SimConfig};
+use crate::sim::{self, Faults, SimConfig};
 use crate::verdict::Status;
 
 #[derive(Parser, Debug)]
@@ -221,6 +221,101 @@ pub struct SimArgs {
     /// Require `Authorization: Bearer KEY`; others get 401 [env: TURNBENCH_SIM_API_KEY]
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+
+    /// Fault: share of requests (0-1) answered with --error-status and an OpenAI-style error body
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub error_rate: f64,
+    /// Fault: HTTP status of --error-rate answers (429 also sends Retry-After)
+    #[arg(
+        long,
+        value_name = "CODE",
+        default_value_t = 500,
+        help_heading = "Faults"
+    )]
+    pub error_status: u16,
+    /// Fault: Retry-After seconds sent with a 429
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1,
+        help_heading = "Faults"
+    )]
+    pub retry_after: u32,
+    /// Fault: share of streams reset after --cut-after-events events
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub cut_rate: f64,
+    /// Fault: events sent before a cut stream is reset
+    #[arg(long, value_name = "N", default_value_t = 3, help_heading = "Faults")]
+    pub cut_after_events: u32,
+    /// Fault: share of streams with a malformed JSON event after the first token
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub malformed_rate: f64,
+    /// Fault: share of streams with an error event after the first token
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub error_event_rate: f64,
+    /// Fault: share of streams that end with neither [DONE] nor a finish_reason
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub no_end_rate: f64,
+    /// Fault: share of requests that stall (see the two --stall-* durations)
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub stall_rate: f64,
+    /// Fault: a stalled request waits this long before sending headers, ms
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub stall_before_headers_ms: f64,
+    /// Fault: a stalled stream waits this long after its first token, ms
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub stall_between_events_ms: f64,
+    /// Fault: send a `"content": null` chunk before every token
+    #[arg(long, help_heading = "Faults")]
+    pub null_content: bool,
+    /// Fault: make the first token one line of this many bytes
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        help_heading = "Faults"
+    )]
+    pub long_line_bytes: usize,
 }
 
 impl SimArgs {
@@ -235,6 +330,36 @@ impl SimArgs {
                     "{name}={v:?}: expected a number from 0 to 3600000"
                 )));
             }
+        }
+        for (name, v) in [
+            ("--error-rate", self.error_rate),
+            ("--cut-rate", self.cut_rate),
+            ("--malformed-rate", self.malformed_rate),
+            ("--error-event-rate", self.error_event_rate),
+            ("--no-end-rate", self.no_end_rate),
+            ("--stall-rate", self.stall_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::new(format!(
+                    "{name}={v:?}: expected a share from 0 to 1"
+                )));
+            }
+        }
+        for (name, v) in [
+            ("--stall-before-headers-ms", self.stall_before_headers_ms),
+            ("--stall-between-events-ms", self.stall_between_events_ms),
+        ] {
+            if !v.is_finite() || !(0.0..=86_400_000.0).contains(&v) {
+                return Err(ConfigError::new(format!(
+                    "{name}={v:?}: expected milliseconds from 0 to 86400000"
+                )));
+            }
+        }
+        if !(400..=599).contains(&self.error_status) {
+            return Err(ConfigError::new(format!(
+                "--error-status=\"{}\": expected an HTTP error status from 400 to 599",
+                self.error_status
+            )));
         }
         if self.output_tokens == 0 {
             return Err(ConfigError::new(
@@ -255,6 +380,21 @@ impl SimArgs {
             output_tokens: self.output_tokens,
             cache_capacity_tokens: self.cache_capacity_tokens,
             api_key,
+            faults: Faults {
+                error_rate: self.error_rate,
+                error_status: self.error_status,
+                retry_after_s: self.retry_after,
+                cut_rate: self.cut_rate,
+                cut_after_events: self.cut_after_events,
+                malformed_rate: self.malformed_rate,
+                error_event_rate: self.error_event_rate,
+                no_end_rate: self.no_end_rate,
+                stall_rate: self.stall_rate,
+                stall_before_headers_ms: self.stall_before_headers_ms,
+                stall_between_events_ms: self.stall_between_events_ms,
+                null_content: self.null_content,
+                long_line_bytes: self.long_line_bytes,
+            },
         })
     }
 }

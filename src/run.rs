@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{Endpoint, Message, Unusable};
 use crate::config::Settings;
+use crate::error::ConfigError;
 use crate::metrics::{Aggregator, ErrorKind, RequestRecord};
 use crate::report::{RunReport, Target};
 use crate::sim;
@@ -55,6 +56,9 @@ struct Progress {
 /// report with `endpoint_unusable` set.
 pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<RunResult> {
     let documents = workload::load_documents(&settings.documents)?;
+    // Each request in flight holds a socket, and the in-process simulator one more.
+    let sockets = settings.parallel as u64 * if settings.url.is_none() { 2 } else { 1 };
+    ensure_fd_limit(sockets + 64, settings.parallel)?;
     let seed = settings.seed.unwrap_or_else(workload::random_seed);
     let plan = Plan::new(&settings, documents, seed);
 
@@ -236,6 +240,40 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
         records,
         stopped_by,
     })
+}
+
+/// Raise the soft limit on open files to `needed` when the hard limit allows it; else
+/// refuse to start, rather than fail with "too many open files" halfway.
+pub fn ensure_fd_limit(needed: u64, parallel: usize) -> Result<(), ConfigError> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Ok(()); // unknown: let the run find out
+    }
+    if lim.rlim_cur as u64 >= needed {
+        return Ok(());
+    }
+    if lim.rlim_max as u64 >= needed || lim.rlim_max == libc::RLIM_INFINITY {
+        let raised = libc::rlimit {
+            rlim_cur: needed as libc::rlim_t,
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::debug!(
+                from = lim.rlim_cur,
+                to = needed,
+                "raised the open-file limit"
+            );
+            return Ok(());
+        }
+    }
+    Err(ConfigError::new(format!(
+        "parallel={parallel} needs {needed} open files but the limit is {} (hard {}); lower parallel or raise `ulimit -n`",
+        lim.rlim_cur, lim.rlim_max
+    )))
 }
 
 /// Errors that mean the endpoint cannot serve us at all, rather than a bad moment.

@@ -185,6 +185,15 @@ mod tests {
         assert!(!p.has_pending());
     }
 
+    #[test]
+    fn a_line_beyond_the_limit_is_an_error_not_unbounded_memory() {
+        let mut p = Parser::new();
+        let big = vec![b'x'; MAX_LINE_BYTES / 2 + 1];
+        p.feed(b"data: ", &mut |_| {}).unwrap();
+        p.feed(&big, &mut |_| {}).unwrap();
+        assert_eq!(p.feed(&big, &mut |_| {}), Err(SseError::LineTooLong));
+    }
+
     fn stream() -> impl Strategy<Value = Vec<u8>> {
         let line_end = prop_oneof![Just("\n"), Just("\r\n"), Just("\r")];
         let piece = (

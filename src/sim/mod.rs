@@ -3,6 +3,7 @@
 //! `turnbench run` without a URL starts it in-process.
 
 mod cache;
+mod faults;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::config::Secret;
 pub use cache::{PrefixCache, BLOCK_BYTES};
+pub use faults::Faults;
 
 /// Timing and behaviour of the simulated model.
 #[derive(Debug, Clone)]
@@ -38,6 +40,7 @@ pub struct SimConfig {
     pub cache_capacity_tokens: u64,
     /// When set, requests without `Authorization: Bearer <key>` get 401.
     pub api_key: Option<Secret>,
+    pub faults: Faults,
 }
 
 impl Default for SimConfig {
@@ -50,9 +53,13 @@ impl Default for SimConfig {
             output_tokens: 64,
             cache_capacity_tokens: 1_000_000,
             api_key: None,
+            faults: Faults::default(),
         }
     }
 }
+
+/// Largest request body the simulator accepts.
+pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
 /// Prompt tokens are estimated as characters / 4, as the design says.
 pub const CHARS_PER_TOKEN: usize = 4;
@@ -132,6 +139,8 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(|| async { "ok" }))
+        // Long conversations resend everything: axum's 2 MB default is far too small.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
 }
 
@@ -292,6 +301,21 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         "stop"
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    let fault = s.cfg.faults.draw(id);
+    if fault.stall {
+        let stall = Duration::from_secs_f64(s.cfg.faults.stall_before_headers_ms / 1000.0);
+        tokio::time::sleep(stall).await;
+    }
+    if fault.error {
+        let status = StatusCode::from_u16(s.cfg.faults.error_status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = error_response(status, "server_error", "simulated failure");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, s.cfg.faults.retry_after_s.into());
+        }
+        return r;
+    }
     // The reply depends on the prompt alone, as a greedy model's would: the same seed
     // then sends the same conversations whatever the order of arrival.
     let first_word = prompt.len() % WORDS.len();
@@ -318,52 +342,23 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
 
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let shared = s.clone();
-    tokio::spawn(async move {
-        let s = shared;
-        let head = format!(
-            r#"data: {{"id":"chatcmpl-sim-{id}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":"#,
-            s.created, s.model_json
-        );
-        let chunk = |delta: &str, finish: Option<&str>| -> Bytes {
-            let finish = finish
-                .map(|f| format!("\"{f}\""))
-                .unwrap_or_else(|| "null".into());
-            Bytes::from(format!("{head}{delta},\"finish_reason\":{finish}}}]}}\n\n"))
-        };
-        // The role chunk comes at once, before any output: it must not count as TTFT.
-        if tx
-            .send(Ok(chunk(r#"{"role":"assistant","content":""}"#, None)))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut text = String::new();
-        let mut at = arrived + ttft;
-        for i in 0..n_out {
-            tokio::time::sleep_until(at.into()).await;
-            let word = WORDS[(first_word + i as usize) % WORDS.len()];
-            text.push_str(word);
-            let delta = format!(r#"{{"content":"{word}"}}"#);
-            let fin = (i + 1 == n_out).then_some(finish);
-            if tx.send(Ok(chunk(&delta, fin))).await.is_err() {
-                return; // client went away
-            }
-            at += itl;
-        }
-        remember_reply(&s, &prompt, &text);
-        if include_usage {
-            let u = format!(
-                r#"data: {{"id":"chatcmpl-sim-{id}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{usage}}}"#,
-                s.created, s.model_json
-            );
-            if tx.send(Ok(Bytes::from(format!("{u}\n\n")))).await.is_err() {
-                return;
-            }
-        }
-        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
-    });
+    let writer = StreamWriter {
+        tx,
+        sent: 0,
+        cut_after: fault.cut.then_some(s.cfg.faults.cut_after_events),
+    };
+    let plan = StreamPlan {
+        id,
+        arrived,
+        ttft,
+        itl,
+        n_out,
+        first_word,
+        finish,
+        usage: include_usage.then_some(usage),
+        fault,
+    };
+    tokio::spawn(write_stream(s.clone(), prompt, plan, writer));
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Response::builder()
         .status(StatusCode::OK)
@@ -384,4 +379,108 @@ fn remember_reply(s: &Shared, prompt: &str, reply: &str) {
         .lock()
         .expect("cache lock")
         .lookup_insert(full.as_bytes());
+}
+
+/// What one streamed answer will contain.
+struct StreamPlan {
+    id: u64,
+    arrived: Instant,
+    ttft: Duration,
+    itl: Duration,
+    n_out: u32,
+    first_word: usize,
+    finish: &'static str,
+    usage: Option<String>,
+    fault: faults::Draw,
+}
+
+/// Sends events down the body, counting them; resets the connection once the count
+/// reaches `cut_after`.
+struct StreamWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    sent: u32,
+    cut_after: Option<u32>,
+}
+
+impl StreamWriter {
+    /// `Err(())` when the stream is over: the client went away or a cut happened.
+    async fn send(&mut self, event: String) -> Result<(), ()> {
+        if self.cut_after == Some(self.sent) {
+            let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated cut");
+            let _ = self.tx.send(Err(reset)).await;
+            return Err(());
+        }
+        self.sent += 1;
+        self.tx.send(Ok(Bytes::from(event))).await.map_err(|_| ())
+    }
+}
+
+async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: StreamWriter) {
+    let faults = &s.cfg.faults;
+    let head = format!(
+        r#"data: {{"id":"chatcmpl-sim-{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":"#,
+        p.id, s.created, s.model_json
+    );
+    let chunk = |delta: &str, finish: Option<&str>| -> String {
+        let finish = finish
+            .map(|f| format!("\"{f}\""))
+            .unwrap_or_else(|| "null".into());
+        format!("{head}{delta},\"finish_reason\":{finish}}}]}}\n\n")
+    };
+    // The role chunk comes at once, before any output: it must not count as TTFT.
+    if w.send(chunk(r#"{"role":"assistant","content":""}"#, None))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut text = String::new();
+    let mut at = p.arrived + p.ttft;
+    for i in 0..p.n_out {
+        tokio::time::sleep_until(at.into()).await;
+        if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {
+            return;
+        }
+        let word = if i == 0 && faults.long_line_bytes > 0 {
+            "x".repeat(faults.long_line_bytes)
+        } else {
+            WORDS[(p.first_word + i as usize) % WORDS.len()].to_string()
+        };
+        text.push_str(&word);
+        let delta = format!(r#"{{"content":"{word}"}}"#);
+        let fin = (i + 1 == p.n_out && !p.fault.no_end).then_some(p.finish);
+        if w.send(chunk(&delta, fin)).await.is_err() {
+            return;
+        }
+        if i == 0 {
+            if p.fault.malformed {
+                let _ = w.send(format!("{head}{{\"content\":\"broken\"\n\n")).await;
+                return;
+            }
+            if p.fault.error_event {
+                let _ = w
+                    .send("data: {\"error\":{\"message\":\"simulated error mid-stream\",\"type\":\"server_error\",\"code\":500}}\n\n".into())
+                    .await;
+                return;
+            }
+            if p.fault.stall {
+                at += Duration::from_secs_f64(faults.stall_between_events_ms / 1000.0);
+            }
+        }
+        at += p.itl;
+    }
+    remember_reply(&s, &prompt, &text);
+    if p.fault.no_end {
+        return;
+    }
+    if let Some(usage) = &p.usage {
+        let u = format!(
+            r#"data: {{"id":"chatcmpl-sim-{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{usage}}}"#,
+            p.id, s.created, s.model_json
+        );
+        if w.send(format!("{u}\n\n")).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.send("data: [DONE]\n\n".into()).await;
 }
