@@ -244,6 +244,7 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
 
 /// Raise the soft limit on open files to `needed` when the hard limit allows it; else
 /// refuse to start, rather than fail with "too many open files" halfway.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
 pub fn ensure_fd_limit(needed: u64, parallel: usize) -> Result<(), ConfigError> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
