@@ -73,6 +73,7 @@ pub struct Endpoint {
     timeout: Duration,
     idle_timeout: Duration,
     include_usage: bool,
+    keep_alive: bool,
 }
 
 impl Endpoint {
@@ -132,6 +133,7 @@ impl Endpoint {
             timeout: Duration::from_secs_f64(settings.timeout),
             idle_timeout: Duration::from_secs_f64(settings.idle_timeout),
             include_usage: settings.include_usage,
+            keep_alive: settings.keep_alive,
         })
     }
 
@@ -231,7 +233,7 @@ impl Endpoint {
         if let Err(mut err) = result {
             err.message = self.redact(&err.message);
             m.error = Some(err);
-        } else {
+        } else if m.e2e_us.is_none() {
             m.e2e_us = Some(micros(start.elapsed()));
         }
         m
@@ -309,7 +311,17 @@ impl Endpoint {
                 break;
             }
         }
-        state.finish(m)
+        state.finish(m)?;
+        if self.keep_alive && state.done {
+            // The connection returns to the pool only once its body is read to the
+            // end (the chunked terminator usually follows [DONE] at once).
+            m.e2e_us = Some(micros(start.elapsed()));
+            let drain_until = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            while let Ok(Ok(Some(_))) =
+                tokio::time::timeout_at(drain_until.into(), resp.chunk()).await
+            {}
+        }
+        Ok(())
     }
 
     async fn next_chunk(

@@ -3,6 +3,7 @@
 //! `turnbench run` without a URL starts it in-process.
 
 mod cache;
+mod clock;
 mod faults;
 
 use std::net::SocketAddr;
@@ -66,6 +67,7 @@ pub const CHARS_PER_TOKEN: usize = 4;
 
 struct Shared {
     cfg: SimConfig,
+    timer: clock::PreciseTimer,
     model_json: String,
     cache: Mutex<PrefixCache>,
     next_id: AtomicU64,
@@ -106,6 +108,11 @@ impl Drop for RunningSim {
 pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningSim> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    // Small SSE writes must leave at once: Nagle plus a delayed ACK would add 40 ms
+    // stalls on reused connections.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let (tx, rx) = oneshot::channel::<()>();
     let app = router(cfg);
     let task = tokio::spawn(async move {
@@ -126,6 +133,7 @@ pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningS
 pub fn router(cfg: SimConfig) -> Router {
     let blocks = (cfg.cache_capacity_tokens as usize * CHARS_PER_TOKEN / BLOCK_BYTES).max(1);
     let shared = Arc::new(Shared {
+        timer: clock::PreciseTimer::new(),
         model_json: serde_json::to_string(&cfg.model).expect("string serializes"),
         cfg,
         cache: Mutex::new(PrefixCache::new(blocks)),
@@ -326,7 +334,9 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     );
 
     if !req.stream {
-        tokio::time::sleep_until((arrived + ttft + itl * n_out.saturating_sub(1)).into()).await;
+        s.timer
+            .sleep_until(arrived + ttft + itl * n_out.saturating_sub(1))
+            .await;
         let text: String = (0..n_out)
             .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
             .collect();
@@ -437,7 +447,7 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
     let mut text = String::new();
     let mut at = p.arrived + p.ttft;
     for i in 0..p.n_out {
-        tokio::time::sleep_until(at.into()).await;
+        s.timer.sleep_until(at).await;
         if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {
             return;
         }

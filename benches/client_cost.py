@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""What turnbench itself costs, measured against `turnbench sim` in its own process.
+
+Prints one table: TTFT measurement error at several loads, requests per second with
+and without keep-alive (with the CPU each side spends), peak memory of a large run,
+time from process start to the first request, and the binary size.
+
+    python3 benches/client_cost.py            # builds the release binary first
+    python3 benches/client_cost.py --quick    # smaller runs, for a first look
+
+A benchmark, not a test: figures depend on the machine; compare them as ratios
+within one run. Only loopback is used.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def binary() -> str:
+    env_bin = os.environ.get("TURNBENCH_BIN")
+    if env_bin:
+        return env_bin
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    return str(ROOT / "target" / "release" / "turnbench")
+
+
+class Sim:
+    """`turnbench sim` on a free port; its CPU time is read when it stops."""
+
+    def __init__(self, exe, *flags):
+        self.proc = subprocess.Popen(
+            [exe, "sim", "--port", "0", *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        self.url = line.split("listening on ")[1].split()[0]
+        self.rusage = None
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        _, _, self.rusage = os.wait4(self.proc.pid, 0)
+        return self.rusage.ru_utime + self.rusage.ru_stime
+
+
+def run(exe, url, *flags):
+    """Run turnbench to completion; returns (results.json, cpu seconds, peak RSS bytes)."""
+    with tempfile.TemporaryDirectory() as out:
+        args = [exe, "run", url, "--warmup", "0", "--min-delay", "0", "--max-delay", "0",
+                "--seed", "1", "--output-dir", out, *flags]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, ru = os.wait4(proc.pid, 0)
+        err = proc.stderr.read()
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"turnbench failed: {' '.join(args)}\n{err}")
+        with open(Path(out) / "results.json") as f:
+            results = json.load(f)
+    return results, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
+
+
+def ttft_error(exe, in_flight, requests, ttft_ms):
+    sim = Sim(exe, "--base-ttft-ms", str(ttft_ms), "--prefill-us-per-token", "0",
+              "--itl-ms", "5", "--output-tokens", "10")
+    turns = max(2, requests // in_flight)
+    res, _, _ = run(exe, sim.url, "--conversations", str(in_flight), "--turns", str(turns),
+                    "--parallel", str(in_flight), "--documents", "synthetic:1k")
+    sim.stop()
+    t = res["stats"]["ttft"]
+    return t["p50_ms"] - ttft_ms, t["p99_ms"] - ttft_ms, res["stats"]["total_requests"]
+
+
+def throughput(exe, keep_alive, requests, parallel):
+    sim = Sim(exe, "--base-ttft-ms", "0", "--prefill-us-per-token", "0", "--itl-ms", "0",
+              "--output-tokens", "4")
+    conversations = parallel * 2
+    turns = max(2, requests // conversations)
+    flags = ["--conversations", str(conversations), "--turns", str(turns), "--parallel", str(parallel),
+             "--documents", "synthetic:512", "--max-tokens", "4"]
+    if keep_alive:
+        flags.append("--keep-alive")
+    res, cpu, _ = run(exe, sim.url, *flags)
+    sim_cpu = sim.stop()
+    n = res["stats"]["total_requests"]
+    assert res["stats"]["failed_requests"] == 0, res["stats"]["errors"]
+    return res["stats"]["requests_per_second"], cpu / n * 1000, sim_cpu / n * 1000, n
+
+
+def memory(exe, conversations, turns):
+    sim = Sim(exe, "--base-ttft-ms", "1", "--prefill-us-per-token", "0", "--itl-ms", "0",
+              "--output-tokens", "16", "--cache-capacity-tokens", "1000")
+    _, _, small_rss = run(exe, sim.url, "--conversations", "1", "--turns", str(turns), "--parallel", "1")
+    res, _, rss = run(exe, sim.url, "--conversations", str(conversations), "--turns", str(turns),
+                      "--parallel", "500", "--keep-alive")
+    sim.stop()
+    return rss, small_rss, res["stats"]["total_requests"]
+
+
+def start_to_first_request(exe, repeats):
+    """Time from just before spawning to the first connection turnbench opens."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    samples = []
+    for _ in range(repeats):
+        got = {}
+
+        def accept():
+            conn, _ = srv.accept()
+            got["t"] = time.monotonic()
+            conn.close()
+
+        th = threading.Thread(target=accept)
+        th.start()
+        t0 = time.monotonic()
+        p = subprocess.Popen([exe, "run", f"http://127.0.0.1:{port}/v1", "--model", "m"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        th.join(timeout=10)
+        p.wait(timeout=30)
+        samples.append((got["t"] - t0) * 1000)
+    srv.close()
+    return statistics.median(samples), max(samples)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller runs")
+    a = ap.parse_args()
+    exe = binary()
+    q = 4 if a.quick else 1
+    rows = []
+
+    ttft_ms = 50
+    for n in (1, 64, 256, 1024):
+        p50, p99, reqs = ttft_error(exe, n, max(200, 4 * n) // q, ttft_ms)
+        rows.append((f"TTFT error, {n} in flight ({reqs} requests, configured {ttft_ms} ms)",
+                     f"P50 {p50:+.3f} ms, P99 {p99:+.3f} ms"))
+
+    for ka in (False, True):
+        rps, cpu_k, sim_cpu_k, n = throughput(exe, ka, 60000 // q, 64)
+        label = "keep-alive" if ka else "new connection per request"
+        sim_capacity = 2 * 1000 / sim_cpu_k if sim_cpu_k > 0 else float("inf")
+        rows.append((f"requests/s, {label} ({n} streamed requests, 64 in flight)", f"{rps:,.0f}"))
+        rows.append((f"  CPU s per 1,000 requests: turnbench / simulator ({label})",
+                     f"{cpu_k:.3f} / {sim_cpu_k:.3f}"))
+        rows.append((f"  simulator capacity alone on 2 cores ({label})", f"~{sim_capacity:,.0f} requests/s"))
+
+    convs = 10000 // q
+    rss, small_rss, reqs = memory(exe, convs, 10)
+    rows.append((f"peak memory, {convs:,} conversations x 10 turns, bundled documents ({reqs:,} requests)",
+                 f"{rss / 2**20:.1f} MiB"))
+    rows.append(("  peak memory of 1 conversation (baseline)", f"{small_rss / 2**20:.1f} MiB"))
+    rows.append(("  per conversation above the baseline", f"{(rss - small_rss) / convs / 1024:.1f} KiB"))
+
+    med, worst = start_to_first_request(exe, 20 // q)
+    rows.append(("process start to first request sent (median / max of runs)", f"{med:.1f} / {worst:.1f} ms"))
+    rows.append(("stripped binary size", f"{os.path.getsize(exe) / 2**20:.1f} MiB"))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  figure")
+    print(f"{'-' * width}  {'-' * 30}")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()
