@@ -55,6 +55,35 @@ read when TURNBENCH_API_KEY is unset."
     Run(Box<RunArgs>),
     /// Serve the simulator: an OpenAI-compatible server with a prefix cache.
     Sim(SimArgs),
+    /// Render the HTML report of a saved run (results.json, or a log holding a
+    /// TURNBENCH RESULTS block), to a file or served over HTTP.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// results.json of a run, or a log printed with --print-results
+    #[arg(value_name = "RESULTS")]
+    pub input: PathBuf,
+    /// Where to write the report
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "report.html",
+        conflicts_with = "serve"
+    )]
+    pub output: PathBuf,
+    /// Serve the report over HTTP instead (read-only: GET / and /results.json; the input
+    /// is read again on every request)
+    #[arg(long)]
+    pub serve: bool,
+    /// Address to serve on
+    #[arg(long, default_value = "0.0.0.0", requires = "serve")]
+    pub host: String,
+    /// Port to serve on (0: any free port, printed at start)
+    #[arg(long, default_value_t = 8080, requires = "serve")]
+    pub port: u16,
 }
 
 /// Flags of `turnbench run`. All optional: unset flags leave lower layers in force.
@@ -141,6 +170,10 @@ pub struct RunArgs {
     /// After SIGINT/SIGTERM, wait this long for requests in flight, seconds [default: 5]
     #[arg(long, value_name = "SECONDS")]
     pub grace_period: Option<f64>,
+    /// Also print results.json (gzip, base64) between TURNBENCH RESULTS markers on stdout,
+    /// for `turnbench report` to render from a Job's log
+    #[arg(long)]
+    pub print_results: bool,
     /// YAML or TOML file of settings (snake-case keys) [env: TURNBENCH_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -188,6 +221,7 @@ impl RunArgs {
         );
         put("strict", b(self.strict));
         put("grace_period", f(&self.grace_period));
+        put("print_results", b(self.print_results));
         d
     }
 }
@@ -468,6 +502,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => runtime.block_on(run_command(*args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
+        Command::Report(args) => runtime.block_on(report_command(args)),
     }
 }
 
@@ -504,21 +539,29 @@ async fn run_command(args: RunArgs) -> i32 {
         }
     };
 
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    if let Err(e) = result.report.write_stdout(&mut out) {
+    let results = (settings.output_dir.is_some() || settings.print_results).then(|| {
+        result
+            .report
+            .results_json(&result.histograms, &result.records)
+    });
+    let printed = (|| -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        result.report.write_summary(&mut out)?;
+        writeln!(out)?;
+        if let (true, Some(results)) = (settings.print_results, &results) {
+            crate::report::write_results_block(&mut out, results)?;
+            writeln!(out)?;
+        }
+        result.report.write_user_info(&mut out)?;
+        out.flush()
+    })();
+    if let Err(e) = printed {
         if e.kind() != io::ErrorKind::BrokenPipe {
             return fail(exit::INTERNAL, format!("writing the report: {e}"));
         }
     }
-    drop(out);
-    if let Some(dir) = &settings.output_dir {
-        if let Err(e) = crate::report::write_output_dir(
-            dir,
-            &result.report,
-            &result.histograms,
-            &result.records,
-        ) {
+    if let (Some(dir), Some(results)) = (&settings.output_dir, &results) {
+        if let Err(e) = crate::report::write_output_dir(dir, results, &result.records) {
             return fail(
                 exit::INTERNAL,
                 format!("writing results to {}: {e}", dir.display()),
@@ -620,12 +663,82 @@ async fn sim_command(args: SimArgs) -> i32 {
         );
         let _ = out.flush();
     }
+    shutdown_signal().await;
+    running.shutdown().await;
+    exit::OK
+}
+
+fn render_report(path: &std::path::Path) -> Result<String, String> {
+    crate::report::render_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn report_command(args: ReportArgs) -> i32 {
+    if !args.serve {
+        let page = match render_report(&args.input) {
+            Ok(p) => p,
+            Err(e) => return fail(exit::CONFIG, e),
+        };
+        if let Err(e) = crate::report::write_atomic(&args.output, page.as_bytes()) {
+            return fail(
+                exit::INTERNAL,
+                format!("writing {}: {e}", args.output.display()),
+            );
+        }
+        tracing::info!("report written to {}", args.output.display());
+        return exit::OK;
+    }
+    // Fail at start, not at the first visitor, when the input is unusable.
+    if let Err(e) = render_report(&args.input) {
+        return fail(exit::CONFIG, e);
+    }
+    let addr: SocketAddr = match parse_addr(&args.host, args.port) {
+        Ok(a) => a,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => return fail(exit::CONFIG, format!("cannot listen on {addr}: {e}")),
+    };
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "turnbench report serving {} on http://{bound}/",
+            args.input.display()
+        );
+        let _ = out.flush();
+    }
+    let app = crate::report::serve::router(args.input.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    match served {
+        Ok(()) => exit::OK,
+        Err(e) => fail(exit::INTERNAL, format!("serving: {e}")),
+    }
+}
+
+fn parse_addr(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let bracketed = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    format!("{bracketed}:{port}")
+        .parse()
+        .map_err(|_| format!("--host={host:?}: expected an IP address"))
+}
+
+/// SIGINT or SIGTERM, for servers that stop cleanly.
+async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
     }
-    running.shutdown().await;
-    exit::OK
 }

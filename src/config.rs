@@ -47,6 +47,7 @@ pub const KEYS: &[&str] = &[
     "include_usage",
     "strict",
     "grace_period",
+    "print_results",
 ];
 
 /// An API key. Its `Debug` and `Display` never show the value, so it cannot leak
@@ -114,6 +115,7 @@ pub struct RawSettings {
     pub include_usage: bool,
     pub strict: bool,
     pub grace_period: f64,
+    pub print_results: bool,
 }
 
 impl Default for RawSettings {
@@ -145,6 +147,7 @@ impl Default for RawSettings {
             include_usage: true,
             strict: false,
             grace_period: 5.0,
+            print_results: false,
         }
     }
 }
@@ -208,6 +211,9 @@ pub struct Settings {
     pub include_usage: bool,
     pub strict: bool,
     pub grace_period: f64,
+    /// Print results.json compressed between markers on stdout, for Jobs whose files
+    /// vanish with their pod.
+    pub print_results: bool,
 }
 
 impl Default for Settings {
@@ -708,6 +714,7 @@ impl Settings {
             include_usage: raw.include_usage,
             strict: raw.strict,
             grace_period,
+            print_results: raw.print_results,
         })
     }
 
@@ -741,6 +748,7 @@ impl Settings {
             "include_usage": self.include_usage,
             "strict": self.strict,
             "grace_period": self.grace_period,
+            "print_results": self.print_results,
         })
     }
 }

@@ -147,7 +147,7 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
 
     let expected = (settings.conversations * settings.turns) as u64;
     let mut agg = Aggregator::default();
-    let keep_records = settings.output_dir.is_some();
+    let keep_records = settings.output_dir.is_some() || settings.print_results;
     let mut records = Vec::new();
     let tty = std::io::stderr().is_terminal();
     let mut ticker = tokio::time::interval(if tty {

@@ -1,7 +1,11 @@
 //! Reports: the human summary, the AgnosticD user-info block, results.json and
 //! requests.csv. Every writer takes any `io::Write`, so reports are testable.
 
-use std::io::{self, Write};
+pub mod charts;
+pub mod html;
+pub mod serve;
+
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -319,11 +323,14 @@ impl RunReport {
         w.flush()
     }
 
+    /// Everything a later `turnbench report` needs, the per-request rows included.
     pub fn results_json(
         &self,
         histograms: &std::collections::BTreeMap<String, String>,
+        records: &[RequestRecord],
     ) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("report serializes");
+        v["requests"] = request_rows(records);
         v["settings"] = self.settings.to_public_json();
         v["histograms"] = serde_json::to_value(histograms).expect("map serializes");
         v["histogram_bounds"] = serde_json::json!({
@@ -346,6 +353,103 @@ impl RunReport {
         );
         v
     }
+}
+
+/// Columns of results.json's `requests.rows`.
+pub const REQUEST_COLUMNS: &[&str] = &[
+    "conversation",
+    "turn",
+    "start_ms",
+    "ttft_ms",
+    "e2e_ms",
+    "output_tokens",
+    "prompt_tokens",
+    "cached_tokens",
+    "error_kind",
+];
+
+fn request_rows(records: &[RequestRecord]) -> serde_json::Value {
+    let ms = |us: Option<u64>| us.map(|v| ((v as f64) / 10.0).round() / 100.0);
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.conversation,
+                r.turn,
+                ms(Some(r.start_us)),
+                ms(r.ttft_us),
+                ms(r.e2e_us),
+                r.output_tokens,
+                r.prompt_tokens,
+                r.cached_tokens,
+                r.error.as_ref().map(|e| e.kind.label()),
+            ])
+        })
+        .collect();
+    serde_json::json!({ "columns": REQUEST_COLUMNS, "rows": rows })
+}
+
+pub const RESULTS_BEGIN: &str = "# BEGIN TURNBENCH RESULTS";
+pub const RESULTS_END: &str = "# END TURNBENCH RESULTS";
+
+/// At most this many request rows travel in the compact block (a ConfigMap holds
+/// 1 MiB); beyond it rows are sampled evenly and the block says so.
+pub const COMPACT_MAX_ROWS: usize = 20_000;
+
+/// results.json, gzipped and base64-encoded between markers, for logs that are the
+/// only thing left of a Job (`--print-results`).
+pub fn write_results_block(w: &mut dyn Write, results: &serde_json::Value) -> io::Result<()> {
+    let mut compact = results.clone();
+    if let Some(rows) = compact["requests"]["rows"].as_array_mut() {
+        if rows.len() > COMPACT_MAX_ROWS {
+            let step = rows.len().div_ceil(COMPACT_MAX_ROWS);
+            let total = rows.len();
+            *rows = rows.iter().step_by(step).cloned().collect();
+            compact["requests"]["sampled_from"] = total.into();
+        }
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    serde_json::to_writer(&mut gz, &compact).map_err(io::Error::other)?;
+    let b64 = crate::metrics::base64_encode(&gz.finish()?);
+    writeln!(w, "{RESULTS_BEGIN}")?;
+    for line in b64.as_bytes().chunks(120) {
+        w.write_all(line)?;
+        writeln!(w)?;
+    }
+    writeln!(w, "{RESULTS_END}")
+}
+
+/// Read results from a results.json, or from any text (a Job's log) holding a block
+/// written by [`write_results_block`].
+pub fn read_results(text: &str) -> Result<serde_json::Value, String> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"));
+    }
+    let start = text
+        .rfind(RESULTS_BEGIN)
+        .ok_or("neither results.json nor a log with a TURNBENCH RESULTS block")?;
+    let rest = &text[start + RESULTS_BEGIN.len()..];
+    let end = rest
+        .find(RESULTS_END)
+        .ok_or("the TURNBENCH RESULTS block has no end marker")?;
+    let b64: String = rest[..end].split_whitespace().collect();
+    let gz = crate::metrics::base64_decode(&b64).ok_or("the results block is not valid base64")?;
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_string(&mut json)
+        .map_err(|e| format!("the results block is not valid gzip: {e}"))?;
+    serde_json::from_str(&json).map_err(|e| format!("the results block is not valid JSON: {e}"))
+}
+
+/// Results read from `path` (results.json or a log with the block).
+pub fn load_results(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    read_results(&text)
+}
+
+/// The HTML report of the results in `path`.
+pub fn render_file(path: &Path) -> Result<String, String> {
+    html::render(&load_results(path)?)
 }
 
 pub const CSV_HEADER: &str = "conversation,turn,doc_kind,start_ms,connect_ms,ttfb_ms,first_event_ms,ttft_ms,ttfc_ms,e2e_ms,output_tokens,tokens_approx,prompt_tokens,cached_tokens,prompt_bytes,ok,error_kind,http_status,error_message";
@@ -414,17 +518,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// results.json and requests.csv in `dir` (created when missing).
+/// results.json, requests.csv and report.html in `dir` (created when missing).
 pub fn write_output_dir(
     dir: &Path,
-    report: &RunReport,
-    histograms: &std::collections::BTreeMap<String, String>,
+    results: &serde_json::Value,
     records: &[RequestRecord],
 ) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let json =
-        serde_json::to_vec_pretty(&report.results_json(histograms)).expect("json serializes");
+    let json = serde_json::to_vec_pretty(results).expect("json serializes");
     write_atomic(&dir.join("results.json"), &json)?;
+    let page = html::render(results).map_err(io::Error::other)?;
+    write_atomic(&dir.join("report.html"), page.as_bytes())?;
     let mut csv = Vec::with_capacity(records.len() * 96 + 256);
     write_csv(&mut csv, records)?;
     write_atomic(&dir.join("requests.csv"), &csv)
