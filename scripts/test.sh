@@ -24,6 +24,16 @@ reqs=(scripts/requirements-test.txt)
 for f in */tests/requirements.txt; do [ -f "$f" ] && reqs+=("$f"); done
 "$venv/bin/python" -m pip install -q --disable-pip-version-check $(printf -- '-r %s ' "${reqs[@]}")
 
+step "Chromium for the browser test of the HTML report"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "chromium and chromium-driver are needed: install them (Debian: apt-get install chromium chromium-driver)" >&2
+    exit 1
+  fi
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
