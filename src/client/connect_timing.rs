@@ -11,12 +11,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-tokio::task_local! {
-    static CONNECT_US: Cell<Option<u64>>;
+/// A connection opened for the request: how long it took and when it was ready.
+#[derive(Debug, Clone, Copy)]
+pub struct Connected {
+    pub took_us: u64,
+    pub ready_at: Instant,
 }
 
-/// Run `fut` with a fresh cell; returns its output and the connect time it recorded.
-pub async fn scope<F: Future>(fut: F) -> (F::Output, Option<u64>) {
+tokio::task_local! {
+    static CONNECT_US: Cell<Option<Connected>>;
+}
+
+/// Run `fut` with a fresh cell; returns its output and the connection it opened.
+pub async fn scope<F: Future>(fut: F) -> (F::Output, Option<Connected>) {
     CONNECT_US
         .scope(Cell::new(None), async move {
             let out = fut.await;
@@ -59,10 +66,11 @@ where
             let start = Instant::now();
             let out = fut.await;
             if out.is_ok() {
-                let us = super::micros(start.elapsed());
+                let ready_at = Instant::now();
+                let took_us = super::micros(ready_at - start);
                 // Outside a request's scope (a connect finished in the background) the
                 // figure has no request to belong to.
-                let _ = CONNECT_US.try_with(|c| c.set(Some(us)));
+                let _ = CONNECT_US.try_with(|c| c.set(Some(Connected { took_us, ready_at })));
             }
             out
         })

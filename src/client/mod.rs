@@ -227,14 +227,31 @@ impl Endpoint {
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut m = Measured::default();
-        let (result, connect_us) =
+        let (result, connected) =
             connect_timing::scope(self.chat_inner(body, start, deadline, &mut m)).await;
-        m.connect_us = connect_us;
         if let Err(mut err) = result {
             err.message = self.redact(&err.message);
             m.error = Some(err);
         } else if m.e2e_us.is_none() {
             m.e2e_us = Some(micros(start.elapsed()));
+        }
+        if let Some(c) = connected {
+            // The design starts the clock when the request is written, which is once the
+            // connection is ready: connecting is reported on its own, not inside TTFT.
+            m.connect_us = Some(c.took_us);
+            let shift = micros(c.ready_at.saturating_duration_since(start));
+            for v in [
+                &mut m.ttfb_us,
+                &mut m.first_event_us,
+                &mut m.ttft_us,
+                &mut m.ttfc_us,
+                &mut m.e2e_us,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *v = v.saturating_sub(shift);
+            }
         }
         m
     }

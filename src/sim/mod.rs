@@ -72,6 +72,9 @@ struct Shared {
     cache: Mutex<PrefixCache>,
     next_id: AtomicU64,
     created: u64,
+    /// How late the first token left, against its planned time: the simulator's own
+    /// error, which a client benchmark must not be blamed for.
+    lateness: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// A simulator serving on a local address until dropped or shut down.
@@ -138,6 +141,7 @@ pub fn router(cfg: SimConfig) -> Router {
         cfg,
         cache: Mutex::new(PrefixCache::new(blocks)),
         next_id: AtomicU64::new(1),
+        lateness: Mutex::new(crate::metrics::new_histogram()),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -147,6 +151,7 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(|| async { "ok" }))
+        .route("/sim/stats", get(stats))
         // Long conversations resend everything: axum's 2 MB default is far too small.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -192,6 +197,27 @@ async fn models(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         s.model_json, s.created
     );
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `GET /sim/stats`: requests served and the first token's lateness percentiles (µs).
+async fn stats(State(s): State<Arc<Shared>>) -> Response {
+    let h = s.lateness.lock().expect("lateness lock").clone();
+    let q = |p: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(p)
+        }
+    };
+    let body = serde_json::json!({
+        "requests": s.next_id.load(Ordering::Relaxed) - 1,
+        "first_token_lateness_us": { "count": h.len(), "p50": q(0.5), "p99": q(0.99), "max": h.max() },
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -450,6 +476,13 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         s.timer.sleep_until(at).await;
         if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {
             return;
+        }
+        if i == 0 {
+            let late = crate::client::micros(Instant::now().saturating_duration_since(at));
+            s.lateness
+                .lock()
+                .expect("lateness lock")
+                .saturating_record(late.max(1));
         }
         let word = if i == 0 && faults.long_line_bytes > 0 {
             "x".repeat(faults.long_line_bytes)
