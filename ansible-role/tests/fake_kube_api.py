@@ -1,0 +1,357 @@
+"""A small in-memory Kubernetes API server on loopback, enough for the role's
+kubernetes.core calls: discovery, namespaces, secrets, configmaps, pods (and their
+logs) and batch/v1 jobs; get, list (label selectors), create, merge-patch, delete.
+
+A Job that is created is "run" the way a kubelet would run its pod: the container's
+environment is built from envFrom ConfigMaps, literal values and secretKeyRefs, an
+emptyDir mount becomes a temporary directory, and the real turnbench binary runs with
+the container's args. Its merged stdout/stderr is the pod's log; its exit code sets
+the pod's and the Job's status (backoffLimit 0: one failure fails the Job)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import itertools
+import json
+import subprocess
+import tempfile
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+RESOURCES = {
+    "v1": {
+        "namespaces": ("Namespace", False),
+        "pods": ("Pod", True),
+        "secrets": ("Secret", True),
+        "configmaps": ("ConfigMap", True),
+    },
+    "batch/v1": {
+        "jobs": ("Job", True),
+    },
+}
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+def _status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def _merge(base, patch):
+    """JSON merge patch (RFC 7386): what the role's patches need."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(base) if isinstance(base, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge(out.get(key), value)
+    return out
+
+
+def _matches(obj: dict, selector: str) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k) == v:
+                return False
+        elif "=" in term:
+            k, v = term.split("==", 1) if "==" in term else term.split("=", 1)
+            if labels.get(k) != v:
+                return False
+        elif labels.get(term) is None:
+            return False
+    return True
+
+
+class FakeKubeAPI:
+    def __init__(self, turnbench_bin: Path, workdir: Path):
+        self.turnbench_bin = Path(turnbench_bin)
+        self.workdir = Path(workdir)
+        self.objects: dict[tuple[str, str, str, str], dict] = {}  # (gv, plural, ns, name)
+        self.logs: dict[tuple[str, str], str] = {}  # (ns, pod name) -> log
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.RLock()
+        self.clock = itertools.count()
+        self.runs: list[threading.Thread] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        for run in self.runs:
+            run.join(timeout=60)
+
+    def kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for this server (plain HTTP on loopback, a made-up token)."""
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        }))
+        return path
+
+    def env(self, tmp_path: Path) -> dict[str, str]:
+        """Environment for ansible-playbook: kubernetes.core talks to this server."""
+        config = str(self.kubeconfig(tmp_path / "fake-kubeconfig"))
+        return {"KUBECONFIG": config, "K8S_AUTH_KUBECONFIG": config, "K8S_AUTH_HOST": self.url,
+                "TMPDIR": str(self.workdir)}
+
+    # --- what the tests look at -------------------------------------------------
+    def get(self, gv: str, plural: str, ns: str, name: str) -> dict | None:
+        with self.lock:
+            return copy.deepcopy(self.objects.get((gv, plural, ns, name)))
+
+    def list(self, gv: str, plural: str, ns: str = "") -> list[dict]:
+        with self.lock:
+            return [copy.deepcopy(o) for (g, p, n, _), o in self.objects.items()
+                    if g == gv and p == plural and n == ns]
+
+    def put(self, gv: str, plural: str, obj: dict) -> None:
+        """Store an object as if someone had created it before the role ran."""
+        with self.lock:
+            self._create(gv, plural, obj["metadata"].get("namespace", ""), copy.deepcopy(obj))
+
+    # --- the API ------------------------------------------------------------------
+    def _now(self) -> str:
+        t = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=next(self.clock))
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _create(self, gv, plural, ns, obj):
+        kind, namespaced = RESOURCES[gv][plural]
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        key = (gv, plural, ns if namespaced else "", meta["name"])
+        if key in self.objects:
+            return 409, _status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists')
+        if namespaced:
+            if ("v1", "namespaces", "", ns) not in self.objects:
+                return 404, _status(404, "NotFound", f'namespaces "{ns}" not found')
+            meta["namespace"] = ns
+        obj["apiVersion"], obj["kind"] = gv, kind
+        meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self.clock)), creationTimestamp=self._now())
+        if kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+        if kind == "Secret" and "stringData" in obj:
+            data = obj.setdefault("data", {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+        self.objects[key] = obj
+        if kind == "Job":
+            obj["status"] = {"active": 1, "startTime": self._now()}
+            run = threading.Thread(target=self._run_job, args=(copy.deepcopy(obj),), daemon=True)
+            self.runs.append(run)
+            run.start()
+        return 201, obj
+
+    def _delete(self, gv, plural, ns, name):
+        key = (gv, plural, ns, name)
+        obj = self.objects.pop(key, None)
+        if obj is None:
+            return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
+        if plural == "jobs":
+            for k, o in list(self.objects.items()):
+                refs = o.get("metadata", {}).get("ownerReferences") or []
+                if k[1] == "pods" and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
+                    del self.objects[k]
+        if plural == "namespaces":
+            for k in [k for k in self.objects if k[2] == name]:
+                del self.objects[k]
+        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                     "details": {"name": name, "kind": plural, "uid": obj["metadata"]["uid"]}}
+
+    def handle(self, method: str, raw_path: str, body: bytes):
+        url = urlparse(raw_path)
+        query = parse_qs(url.query)
+        path = url.path.rstrip("/")
+        self.requests.append((method, raw_path))
+        if path == "/version":
+            return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64"}
+        if path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]}
+        for gv, prefix in (("v1", "/api/v1"), ("batch/v1", "/apis/batch/v1")):
+            if path == prefix:
+                resources = []
+                for plural, (kind, namespaced) in RESOURCES[gv].items():
+                    resources.append({"name": plural, "singularName": kind.lower(), "namespaced": namespaced,
+                                      "kind": kind, "verbs": VERBS})
+                    if plural == "pods":
+                        resources.append({"name": "pods/log", "singularName": "", "namespaced": True,
+                                          "kind": "Pod", "verbs": ["get"]})
+                return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                             "resources": resources}
+            if path.startswith(prefix + "/"):
+                return self._resource(method, gv, path[len(prefix) + 1:].split("/"), query, body)
+        return 404, _status(404, "NotFound", f"the server could not find the requested resource {path}")
+
+    def _resource(self, method, gv, parts, query, body):
+        ns = ""
+        if parts[0] == "namespaces" and len(parts) >= 3:
+            ns, parts = parts[1], parts[2:]
+        plural = parts[0]
+        if plural not in RESOURCES[gv]:
+            return 404, _status(404, "NotFound", f"no resource {plural}")
+        name = parts[1] if len(parts) > 1 else None
+        sub = parts[2] if len(parts) > 2 else None
+        payload = json.loads(body) if body else {}
+        with self.lock:
+            if sub == "log" and plural == "pods" and method == "GET":
+                if (gv, plural, ns, name) not in self.objects:
+                    return 404, _status(404, "NotFound", f'pods "{name}" not found')
+                log = self.logs.get((ns, name))
+                if log is None:
+                    return 400, _status(400, "BadRequest",
+                                        f'container "turnbench" in pod "{name}" is waiting to start')
+                return 200, log
+            if name is None:
+                if method == "GET":
+                    selector = query.get("labelSelector", [""])[0]
+                    items = [o for (g, p, n, _), o in sorted(self.objects.items())
+                             if g == gv and p == plural and (n == ns or not ns) and _matches(o, selector)]
+                    kind = RESOURCES[gv][plural][0]
+                    return 200, {"kind": kind + "List", "apiVersion": gv,
+                                 "metadata": {"resourceVersion": str(next(self.clock))}, "items": items}
+                if method == "POST":
+                    return self._create(gv, plural, ns, payload)
+            else:
+                key = (gv, plural, ns, name)
+                if method == "GET":
+                    obj = self.objects.get(key)
+                    return (200, obj) if obj else (404, _status(404, "NotFound", f'{plural} "{name}" not found'))
+                if method == "DELETE":
+                    return self._delete(gv, plural, ns, name)
+                if method in ("PATCH", "PUT"):
+                    obj = self.objects.get(key)
+                    if obj is None:
+                        return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
+                    new = _merge(obj, payload) if method == "PATCH" else payload
+                    if "stringData" in new:
+                        for k, v in new.pop("stringData").items():
+                            new.setdefault("data", {})[k] = base64.b64encode(str(v).encode()).decode()
+                    new["metadata"]["resourceVersion"] = str(next(self.clock))
+                    self.objects[key] = new
+                    return 200, new
+        return 405, _status(405, "MethodNotAllowed", f"{method} not supported here")
+
+    # --- the kubelet ------------------------------------------------------------
+    def _run_job(self, job: dict) -> None:
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        template = job["spec"]["template"]
+        spec = template["spec"]
+        container = spec["containers"][0]
+        pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
+        labels = dict(template.get("metadata", {}).get("labels") or {})
+        labels.update({"job-name": name, "batch.kubernetes.io/job-name": name,
+                       "controller-uid": job["metadata"]["uid"]})
+        pod = {"metadata": {"name": pod_name, "labels": labels, "ownerReferences": [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"],
+             "controller": True}]}, "spec": copy.deepcopy(spec),
+               "status": {"phase": "Running", "containerStatuses": [
+                   {"name": container["name"], "ready": True, "restartCount": 0, "state": {"running": {}}}]}}
+        with self.lock:
+            self._create("v1", "pods", ns, pod)
+        env, error = self._container_env(ns, spec, container)
+        if error:
+            self._finish(ns, name, pod_name, None, error)
+            return
+        proc = subprocess.run([str(self.turnbench_bin), *container.get("args", [])], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        self._finish(ns, name, pod_name, proc.returncode, proc.stdout)
+
+    def _container_env(self, ns, spec, container):
+        env: dict[str, str] = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir)}
+        with self.lock:
+            for source in container.get("envFrom", []):
+                cm = self.objects.get(("v1", "configmaps", ns, source["configMapRef"]["name"]))
+                if cm is None:
+                    return None, f'configmap "{source["configMapRef"]["name"]}" not found'
+                env.update(cm.get("data") or {})
+            for var in container.get("env", []):
+                if "value" in var:
+                    env[var["name"]] = var["value"]
+                    continue
+                ref = var["valueFrom"]["secretKeyRef"]
+                secret = self.objects.get(("v1", "secrets", ns, ref["name"]))
+                if secret is None or ref["key"] not in (secret.get("data") or {}):
+                    return None, f'secret "{ref["name"]}" not found'
+                env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            if "emptyDir" in volumes[mount["name"]]:
+                local = tempfile.mkdtemp(prefix="emptydir-", dir=self.workdir)
+                for k, v in env.items():
+                    if v == mount["mountPath"] or v.startswith(mount["mountPath"] + "/"):
+                        env[k] = local + v[len(mount["mountPath"]):]
+        return env, None
+
+    def _finish(self, ns, job_name, pod_name, code, log):
+        with self.lock:
+            self.logs[(ns, pod_name)] = log if code is not None else ""
+            pod = self.objects.get(("v1", "pods", ns, pod_name))
+            if pod is not None:
+                if code is None:
+                    pod["status"] = {"phase": "Pending", "containerStatuses": [
+                        {"name": "turnbench", "ready": False, "restartCount": 0,
+                         "state": {"waiting": {"reason": "CreateContainerConfigError", "message": log}}}]}
+                else:
+                    pod["status"] = {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [
+                        {"name": "turnbench", "ready": False, "restartCount": 0,
+                         "state": {"terminated": {"exitCode": code,
+                                                  "reason": "Completed" if code == 0 else "Error"}}}]}
+            job = self.objects.get(("batch/v1", "jobs", ns, job_name))
+            if job is None or code is None:
+                return
+            now = self._now()
+            if code == 0:
+                job["status"] = {"succeeded": 1, "startTime": job["status"]["startTime"], "completionTime": now,
+                                 "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
+            else:
+                job["status"] = {"failed": 1, "startTime": job["status"]["startTime"], "conditions": [
+                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                     "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}]}
+
+    def _handler(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                code, payload = api.handle(self.command, self.path, body)
+                if isinstance(payload, str):
+                    data, ctype = payload.encode(), "text/plain; charset=utf-8"
+                else:
+                    data, ctype = json.dumps(payload).encode(), "application/json"
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
