@@ -56,9 +56,10 @@ struct Progress {
 /// report with `endpoint_unusable` set.
 pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<RunResult> {
     let documents = workload::load_documents(&settings.documents)?;
-    // Each request in flight holds a socket, and the in-process simulator one more.
-    let sockets = settings.parallel as u64 * if settings.url.is_none() { 2 } else { 1 };
-    ensure_fd_limit(sockets + 64, settings.parallel)?;
+    // Each request in flight holds a socket, and the in-process simulator one more;
+    // closed connections linger a moment, so count each twice.
+    let sockets = settings.parallel as u64 * if settings.url.is_none() { 4 } else { 2 };
+    ensure_fd_limit(sockets + 256, settings.parallel)?;
     let seed = settings.seed.unwrap_or_else(workload::random_seed);
     let plan = Plan::new(&settings, documents, seed);
 
@@ -242,8 +243,9 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
     })
 }
 
-/// Raise the soft limit on open files to `needed` when the hard limit allows it; else
-/// refuse to start, rather than fail with "too many open files" halfway.
+/// Raise the soft limit on open files when it is below `needed`: to the hard limit
+/// (at most 65,536), for headroom. Refuse to start when even the hard limit is below
+/// `needed`, rather than fail with "too many open files" halfway.
 #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
 pub fn ensure_fd_limit(needed: u64, parallel: usize) -> Result<(), ConfigError> {
     let mut lim = libc::rlimit {
