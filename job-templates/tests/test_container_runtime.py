@@ -309,11 +309,13 @@ def check_clean_run(run: Run, root: Path, before: set[str], results_dir: str, me
     assert TEST_API_KEY not in run.log
     # Nothing written anywhere but the results volume, and that as the OpenShift UID.
     written = tree(root) - before
-    assert written == {f"{results_dir}/results.json", f"{results_dir}/requests.csv"}, written
-    for name in ("results.json", "requests.csv"):
+    files = ("results.json", "requests.csv", "report.html")
+    assert written == {f"{results_dir}/{name}" for name in files}, written
+    for name in files:
         st = (root / results_dir.lstrip("/") / name).stat()
         assert (st.st_uid, st.st_gid) == (OPENSHIFT_UID, OPENSHIFT_GID)
-    assert TEST_API_KEY not in (root / results_dir.lstrip("/") / "results.json").read_text()
+    for name in files:
+        assert TEST_API_KEY not in (root / results_dir.lstrip("/") / name).read_text()
     # The Job's memory request is not below what a run takes.
     assert run.max_rss_bytes < memory_request, f"peak RSS {run.max_rss_bytes:,} B vs request {memory_request:,} B"
 
