@@ -218,7 +218,12 @@ impl Endpoint {
                 include_usage: true,
             }),
         };
-        Bytes::from(serde_json::to_vec(&req).expect("chat request serializes"))
+        // Sized up front: growing by doubling would leave up to half of every body,
+        // held while its request is in flight, as unused capacity.
+        let text: usize = messages.iter().map(|m| m.content.len() + 32).sum();
+        let mut buf = Vec::with_capacity(text + text / 16 + 256);
+        serde_json::to_writer(&mut buf, &req).expect("chat request serializes");
+        Bytes::from(buf)
     }
 
     /// Send one streamed chat completion and time it. Never panics on what the server
