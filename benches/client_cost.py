@@ -68,19 +68,30 @@ def run(exe, url, *flags, files=True, max_delay=0.0):
         if files:
             args += ["--output-dir", out]
         stdout_path = Path(out) / "stdout.txt"
-        with open(stdout_path, "w") as so:
-            proc = subprocess.Popen(args, stdout=so, stderr=subprocess.PIPE, text=True)
-            # wait4 gives this child's own CPU time and peak RSS
-            _, status, ru = os.wait4(proc.pid, 0)
-        err = proc.stderr.read()
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"turnbench failed: {' '.join(args)}\n{err}")
+        err_path = Path(out) / "stderr.txt"
+        # Spawned through a small Python of its own: a child's peak RSS counts the pages
+        # of the process it was forked from, and this harness grows large.
+        with open(stdout_path, "w") as so, open(err_path, "w") as se:
+            probe = subprocess.run([sys.executable, "-c", WAIT4, *args], stdout=so, stderr=se)
+        status, cpu, rss = json.loads(err_path.read_text().rsplit("\n", 2)[-2])
+        if probe.returncode != 0 or status != 0:
+            sys.exit(f"turnbench failed: {' '.join(args)}\n{err_path.read_text()[-3000:]}")
         if files:
             with open(Path(out) / "results.json") as f:
                 results = json.load(f)
         else:
             results = user_info_data(stdout_path.read_text())
-    return results, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
+    return results, cpu, rss
+
+
+# Runs argv, then prints [exit code, CPU seconds, peak RSS bytes] of that child alone as
+# the last line of stderr.
+WAIT4 = """
+import json, os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:])
+_, status, ru = os.wait4(p.pid, 0)
+sys.stderr.write(json.dumps([os.waitstatus_to_exitcode(status), ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024]) + "\\n")
+"""
 
 
 def user_info_data(stdout):
@@ -120,8 +131,10 @@ def ttft_error(exe, in_flight, requests, ttft_ms):
 def throughput(exe, keep_alive, requests, parallel):
     sim = Sim(exe, "--base-ttft-ms", "0", "--prefill-us-per-token", "0", "--itl-ms", "0",
               "--output-tokens", "4")
-    conversations = parallel * 2
-    turns = max(2, requests // conversations)
+    # Many short conversations: a conversation of hundreds of turns would measure the
+    # cost of its ever longer prompt, not of a request.
+    turns = 10
+    conversations = max(parallel * 2, requests // turns)
     flags = ["--conversations", str(conversations), "--turns", str(turns), "--parallel", str(parallel),
              "--documents", "synthetic:512", "--max-tokens", "4"]
     if keep_alive:
