@@ -1,12 +1,24 @@
 """A small in-memory Kubernetes API server on loopback, enough for the role's
-kubernetes.core calls: discovery, namespaces, secrets, configmaps, pods (and their
-logs) and batch/v1 jobs; get, list (label selectors), create, merge-patch, delete.
+kubernetes.core calls: discovery, namespaces, secrets, configmaps, services, pods (and
+their logs), batch/v1 jobs, apps/v1 deployments and (OpenShift) route.openshift.io/v1
+routes; get, list (label selectors), create, merge-patch, delete.
 
 A Job that is created is "run" the way a kubelet would run its pod: the container's
 environment is built from envFrom ConfigMaps, literal values and secretKeyRefs, an
 emptyDir mount becomes a temporary directory, and the real turnbench binary runs with
 the container's args. Its merged stdout/stderr is the pod's log; its exit code sets
-the pod's and the Job's status (backoffLimit 0: one failure fails the Job)."""
+the pod's and the Job's status (backoffLimit 0: one failure fails the Job).
+
+A Deployment that is created gets one pod, "run" the same way as a server: its
+configMap volumes become temporary directories holding the ConfigMap's keys as files
+(rewritten when the ConfigMap changes, as the kubelet refreshes them), and the real
+turnbench runs with the container's args, except that it listens on a free loopback
+port (`--host 127.0.0.1 --port 0`, as a port-forward would reach it): `served(ns, name)`
+is its URL. Once it listens the Deployment is available. Deleting the Deployment (or
+its namespace) stops it. A Route gets the host that OpenShift would make,
+<name>-<namespace>.<APPS_DOMAIN>; `FakeKubeAPI(openshift=False)` has no Route API, as
+plain Kubernetes has none. Objects beyond the API server's size limits (annotations,
+ConfigMap data) are refused as they would be."""
 
 from __future__ import annotations
 
@@ -14,6 +26,8 @@ import base64
 import copy
 import itertools
 import json
+import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -29,11 +43,20 @@ RESOURCES = {
         "pods": ("Pod", True),
         "secrets": ("Secret", True),
         "configmaps": ("ConfigMap", True),
+        "services": ("Service", True),
     },
     "batch/v1": {
         "jobs": ("Job", True),
     },
+    "apps/v1": {
+        "deployments": ("Deployment", True),
+    },
+    "route.openshift.io/v1": {
+        "routes": ("Route", True),
+    },
 }
+OPENSHIFT_ONLY = {"route.openshift.io/v1"}
+APPS_DOMAIN = "apps.cluster.fake.example.com"
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -55,6 +78,19 @@ def _merge(base, patch):
     return out
 
 
+def _invalid(obj: dict) -> str:
+    """The API server's size limits that the role must respect: annotations 256 KiB in
+    all, a ConfigMap's data 1 MiB."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if sum(len(k) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
+        return "metadata.annotations: Too long: must have at most 262144 bytes"
+    if obj.get("kind") == "ConfigMap":
+        data = obj.get("data") or {}
+        if sum(len(k) + len(str(v).encode()) for k, v in data.items()) > 1024 * 1024:
+            return "data: Too long: must have at most 1048576 bytes"
+    return ""
+
+
 def _matches(obj: dict, selector: str) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
     for term in filter(None, (t.strip() for t in selector.split(","))):
@@ -72,9 +108,13 @@ def _matches(obj: dict, selector: str) -> bool:
 
 
 class FakeKubeAPI:
-    def __init__(self, turnbench_bin: Path, workdir: Path):
+    def __init__(self, turnbench_bin: Path, workdir: Path, openshift: bool = True):
         self.turnbench_bin = Path(turnbench_bin)
         self.workdir = Path(workdir)
+        self.groups = [gv for gv in RESOURCES if openshift or gv not in OPENSHIFT_ONLY]
+        # (ns, deployment) -> (process, URL); (ns, configmap) -> directories it is mounted at
+        self.servers: dict[tuple[str, str], tuple[subprocess.Popen, str]] = {}
+        self.mounts: dict[tuple[str, str], list[Path]] = {}
         self.objects: dict[tuple[str, str, str, str], dict] = {}  # (gv, plural, ns, name)
         self.logs: dict[tuple[str, str], str] = {}  # (ns, pod name) -> log
         self.requests: list[tuple[str, str]] = []
@@ -94,6 +134,9 @@ class FakeKubeAPI:
         self.server.server_close()
         for run in self.runs:
             run.join(timeout=60)
+        with self.lock:
+            for key in list(self.servers):
+                self._stop_server(*key)
 
     def kubeconfig(self, path: Path) -> Path:
         """A kubeconfig for this server (plain HTTP on loopback, a made-up token)."""
@@ -121,6 +164,17 @@ class FakeKubeAPI:
             return [copy.deepcopy(o) for (g, p, n, _), o in self.objects.items()
                     if g == gv and p == plural and n == ns]
 
+    def served(self, ns: str, deployment: str) -> str | None:
+        """The loopback URL of a Deployment's running server, None when none runs."""
+        with self.lock:
+            entry = self.servers.get((ns, deployment))
+            return entry[1] if entry and entry[0].poll() is None else None
+
+    def server_process(self, ns: str, deployment: str) -> subprocess.Popen | None:
+        with self.lock:
+            entry = self.servers.get((ns, deployment))
+            return entry[0] if entry else None
+
     def put(self, gv: str, plural: str, obj: dict) -> None:
         """Store an object as if someone had created it before the role ran."""
         with self.lock:
@@ -134,6 +188,9 @@ class FakeKubeAPI:
     def _create(self, gv, plural, ns, obj):
         kind, namespaced = RESOURCES[gv][plural]
         meta = obj.setdefault("metadata", {})
+        invalid = _invalid(obj)
+        if invalid:
+            return 422, _status(422, "Invalid", f'{kind} "{meta.get("name")}" is invalid: {invalid}')
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         key = (gv, plural, ns if namespaced else "", meta["name"])
@@ -151,7 +208,21 @@ class FakeKubeAPI:
             data = obj.setdefault("data", {})
             for k, v in obj.pop("stringData").items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
+        if kind == "Route" and not (obj.get("spec") or {}).get("host"):
+            host = f'{meta["name"]}-{ns}.{APPS_DOMAIN}'
+            obj.setdefault("spec", {})["host"] = host
+            obj["status"] = {"ingress": [{"host": host, "routerName": "default", "wildcardPolicy": "None",
+                                          "conditions": [{"type": "Admitted", "status": "True"}]}]}
+        if kind == "Deployment":
+            meta["generation"] = 1
+            obj["status"] = {"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1}
         self.objects[key] = obj
+        if kind == "ConfigMap":
+            self._sync_mounts(ns, meta["name"])
+        if kind == "Deployment":
+            run = threading.Thread(target=self._run_deployment, args=(copy.deepcopy(obj),), daemon=True)
+            self.runs.append(run)
+            run.start()
         if kind == "Job":
             obj["status"] = {"active": 1, "startTime": self._now()}
             run = threading.Thread(target=self._run_job, args=(copy.deepcopy(obj),), daemon=True)
@@ -169,9 +240,18 @@ class FakeKubeAPI:
                 refs = o.get("metadata", {}).get("ownerReferences") or []
                 if k[1] == "pods" and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
                     del self.objects[k]
+        if plural == "deployments":
+            self._stop_server(ns, name)
+            for k, o in list(self.objects.items()):
+                refs = o.get("metadata", {}).get("ownerReferences") or []
+                if k[1] == "pods" and k[2] == ns and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
+                    del self.objects[k]
         if plural == "namespaces":
             for k in [k for k in self.objects if k[2] == name]:
                 del self.objects[k]
+            for server_ns, deployment in list(self.servers):
+                if server_ns == name:
+                    self._stop_server(server_ns, deployment)
         return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                      "details": {"name": name, "kind": plural, "uid": obj["metadata"]["uid"]}}
 
@@ -186,9 +266,11 @@ class FakeKubeAPI:
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
-                 "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]}
-        for gv, prefix in (("v1", "/api/v1"), ("batch/v1", "/apis/batch/v1")):
+                {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
+                 "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}}
+                for gv in self.groups if gv != "v1"]}
+        for gv in self.groups:
+            prefix = "/api/v1" if gv == "v1" else f"/apis/{gv}"
             if path == prefix:
                 resources = []
                 for plural, (kind, namespaced) in RESOURCES[gv].items():
@@ -244,11 +326,16 @@ class FakeKubeAPI:
                     if obj is None:
                         return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
                     new = _merge(obj, payload) if method == "PATCH" else payload
+                    invalid = _invalid(new)
+                    if invalid:
+                        return 422, _status(422, "Invalid", f'{plural} "{name}" is invalid: {invalid}')
                     if "stringData" in new:
                         for k, v in new.pop("stringData").items():
                             new.setdefault("data", {})[k] = base64.b64encode(str(v).encode()).decode()
                     new["metadata"]["resourceVersion"] = str(next(self.clock))
                     self.objects[key] = new
+                    if plural == "configmaps":
+                        self._sync_mounts(ns, name)
                     return 200, new
         return 405, _status(405, "MethodNotAllowed", f"{method} not supported here")
 
@@ -302,6 +389,84 @@ class FakeKubeAPI:
                     if v == mount["mountPath"] or v.startswith(mount["mountPath"] + "/"):
                         env[k] = local + v[len(mount["mountPath"]):]
         return env, None
+
+    def _sync_mounts(self, ns: str, configmap: str) -> None:
+        """Write a ConfigMap's keys as files into every directory it is mounted at
+        (atomically, as the kubelet swaps a symlink)."""
+        cm = self.objects.get(("v1", "configmaps", ns, configmap))
+        if cm is None:
+            return
+        for directory in self.mounts.get((ns, configmap), []):
+            for key, value in (cm.get("data") or {}).items():
+                tmp = directory / f".{key}.tmp"
+                tmp.write_text(value)
+                os.replace(tmp, directory / key)
+
+    def _run_deployment(self, deployment: dict) -> None:
+        ns, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        template = deployment["spec"]["template"]
+        spec = template["spec"]
+        container = spec["containers"][0]
+        args = [str(a) for a in container.get("args", [])]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        with self.lock:
+            pod = {"metadata": {"name": f"{name}-{uuid.uuid4().hex[:10]}-{uuid.uuid4().hex[:5]}",
+                                "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                                     "uid": deployment["metadata"]["uid"]}]},
+                   "spec": copy.deepcopy(spec), "status": {"phase": "Pending"}}
+            self._create("v1", "pods", ns, pod)
+            for mount in container.get("volumeMounts", []):
+                source = volumes[mount["name"]].get("configMap")
+                if source is None:
+                    continue
+                if ("v1", "configmaps", ns, source["name"]) not in self.objects:
+                    return  # the pod waits for its volume, as it would on a cluster
+                local = Path(tempfile.mkdtemp(prefix="configmap-", dir=self.workdir))
+                self.mounts.setdefault((ns, source["name"]), []).append(local)
+                self._sync_mounts(ns, source["name"])
+                args = [str(local) + a[len(mount["mountPath"]):]
+                        if a == mount["mountPath"] or a.startswith(mount["mountPath"] + "/") else a
+                        for a in args]
+        for flag, value in (("--port", "0"), ("--host", "127.0.0.1")):
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+        proc = subprocess.Popen([str(self.turnbench_bin), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True,
+                                env={"PATH": "/usr/bin:/bin", "HOME": str(self.workdir)})
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # never let the pipe fill
+        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", first)
+        with self.lock:
+            current = self.objects.get(("apps/v1", "deployments", ns, name))
+            if current is None or current["metadata"]["uid"] != deployment["metadata"]["uid"] or not m:
+                proc.terminate()
+                proc.wait(timeout=10)
+                return
+            self.servers[(ns, name)] = (proc, m.group(1))
+            live = self.objects.get(("v1", "pods", ns, pod["metadata"]["name"]))
+            if live is not None:
+                live["status"] = {"phase": "Running", "containerStatuses": [
+                    {"name": container["name"], "ready": True, "restartCount": 0, "state": {"running": {}}}]}
+            current["status"] = {"observedGeneration": current["metadata"].get("generation", 1), "replicas": 1,
+                                 "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                                 "conditions": [{"type": "Available", "status": "True"}]}
+
+    def _stop_server(self, ns: str, deployment: str) -> None:
+        entry = self.servers.pop((ns, deployment), None)
+        if entry is None:
+            return
+        proc = entry[0]
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def _finish(self, ns, job_name, pod_name, code, log):
         with self.lock:

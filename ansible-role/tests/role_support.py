@@ -30,6 +30,11 @@ VENV_BIN = Path(sys.executable).parent
 
 BEGIN_MARKER = "# BEGIN TURNBENCH USER INFO"
 END_MARKER = "# END TURNBENCH USER INFO"
+RESULTS_BEGIN = "# BEGIN TURNBENCH RESULTS"
+RESULTS_END = "# END TURNBENCH RESULTS"
+# The ids of the charts of turnbench's HTML report.
+REPORT_CHART_IDS = ("chart-ttft-by-turn", "chart-ttft-cdf", "chart-ttft-over-time", "chart-e2e-over-time",
+                    "chart-tokens-per-second", "chart-cached-by-turn", "chart-errors-over-time")
 
 # A made-up key: the tests check that it reaches turnbench and never the output.
 DUMMY_KEY = "sk-turnbench-test-not-a-real-key-5f2c"
@@ -211,8 +216,11 @@ def render_templates(tmp_path: Path, overrides: dict) -> dict[str, dict]:
                        {"output_dir": str(out), **overrides})
     assert run.rc == 0, f"rendering failed:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
     docs = {}
-    for name in ("job.yaml", "configmap.yaml", "secret.yaml", "ca-configmap.yaml"):
-        loaded = [d for d in yaml.safe_load_all((out / name).read_text()) if d is not None]
+    rendered = json.loads((out / "rendered.json").read_text())
+    assert set(rendered) == {"job.yaml", "configmap.yaml", "secret.yaml", "ca-configmap.yaml", "results-configmap.yaml",
+                             "report-deployment.yaml", "report-service.yaml", "report-route.yaml"}
+    for name, text in rendered.items():
+        loaded = [d for d in yaml.safe_load_all(text) if d is not None]
         assert len(loaded) == 1, f"{name} renders to {len(loaded)} documents"
         docs[name] = loaded[0]
     return docs

@@ -95,6 +95,10 @@ def test_a_finished_run_reaches_agnosticd_user_info_unchanged(sim_log, tmp_path)
                                 "partial": False, "reason": ""}
     assert not run.ran("Report the results as user.info lines")
     assert not run.ran("Fail with the reason")
+    # Printed without --print-results (as an older image does): no results block, so
+    # nothing to publish, and the report above is all there is.
+    assert "# BEGIN TURNBENCH RESULTS" not in sim_log
+    assert (tmp_path / "out" / "results.log").read_text() == ""
 
 
 @pytest.mark.parametrize("where, report_with", [("plain", "auto"), ("agnosticd", "debug")])
@@ -278,9 +282,16 @@ def test_settings_rendered_by_the_role_drive_turnbench_end_to_end(tmp_path):
     assert block["data"]["bench_speedup_threshold"] == "1.50"
     assert block["data"]["bench_failed_requests"] == "0"
 
-    parsed, records, facts = parse(tmp_path, run.log, "succeeded", "0")
+    # The ConfigMap asks for the results in the log too, for the published report.
+    assert config["data"]["TURNBENCH_PRINT_RESULTS"] == "true"
+    assert run.log.index("# BEGIN TURNBENCH RESULTS") < run.log.index(BEGIN_MARKER)
+
+    url = "https://turnbench-report-test-guid.apps.example.com/"
+    parsed, records, facts = parse(tmp_path, run.log, "succeeded", "0", report_url=url,
+                                   ocp4_workload_litemaas_benchmark_user_info_prefix="bench")
     assert parsed.rc == 0, parsed.stdout[-3000:]
-    assert records[0]["msg"] == block["msg"] and records[0]["data"] == block["data"]
+    assert records[0]["msg"] == block["msg"] + "\nReport: " + url
+    assert records[0]["data"] == {**block["data"], "bench_report_url": url}
 
 
 def test_text_from_the_endpoint_is_never_evaluated_as_a_template(sim_log, tmp_path):
@@ -290,10 +301,13 @@ def test_text_from_the_endpoint_is_never_evaluated_as_a_template(sim_log, tmp_pa
             .replace("\n    Model: turnbench-sim\n", '\n    Model: {{ 7 * 6 }} {{ lookup("env", "HOME") }}\n', 1)
             .replace('litemaas_benchmark_model: "turnbench-sim"', 'litemaas_benchmark_model: "{{ 6 * 7 }}"', 1))
     assert evil.count("{{") == 3
-    run, records, facts = parse(tmp_path, evil, "succeeded", "0")
+    url = "https://turnbench-report-test-guid.apps.example.com/"
+    run, records, facts = parse(tmp_path, evil, "succeeded", "0", report_url=url)
     assert run.rc == 0, run.stdout[-3000:]
     block = cut_block(evil)["agnosticd_user_info"]
-    assert records[0]["msg"] == block["msg"] and records[0]["data"] == block["data"]
+    # (with the report's URL added, which goes through the same expressions)
+    assert records[0]["msg"] == block["msg"] + "\nReport: " + url
+    assert records[0]["data"] == {**block["data"], "litemaas_benchmark_report_url": url}
     assert '{{ 7 * 6 }} {{ lookup("env", "HOME") }}' in records[0]["msg"]
     assert records[0]["data"]["litemaas_benchmark_model"] == "{{ 6 * 7 }}"
     assert facts["results"]["litemaas_benchmark_model"] == "{{ 6 * 7 }}"

@@ -1,6 +1,7 @@
 """The Kubernetes objects of the role, rendered by Ansible's template engine from the
 role's templates, checked against the Kubernetes JSON schema (offline, bundled by
-kubernetes-validate) and against what the role and job-templates/ rely on."""
+kubernetes-validate) and against what the role and job-templates/ rely on. The Route
+(OpenShift's, not in those schemas) is checked field by field."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from role_support import DUMMY_KEY, REPO, render_templates
+from role_support import DUMMY_KEY, REPO, ROLE, render_templates
 
 # OpenShift 4.14 is Kubernetes 1.27; the newest schema the package bundles.
 K8S_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
@@ -43,6 +44,12 @@ CASES = {
             "requests": {"cpu": "500m", "memory": "128Mi"},
             "limits": {"cpu": "2", "memory": "512Mi"},
         },
+        "ocp4_workload_litemaas_benchmark_report_resources": {
+            "requests": {"cpu": "20m", "memory": "48Mi"},
+            "limits": {"cpu": "1", "memory": "192Mi"},
+        },
+        "__ocp4_workload_litemaas_benchmark_results_block":
+            "# BEGIN TURNBENCH RESULTS\nH4sIABpPB2sC/6uuBQBDv6ajAgAAAA==\n# END TURNBENCH RESULTS\n",
     },
 }
 
@@ -54,10 +61,27 @@ def rendered(request, tmp_path_factory):
 
 
 def manifests(docs: dict, overrides: dict) -> list[dict]:
-    out = [docs["job.yaml"], docs["configmap.yaml"], docs["secret.yaml"]]
+    """The objects in the Kubernetes schemas (all but the Route)."""
+    out = [docs["job.yaml"], docs["configmap.yaml"], docs["secret.yaml"], docs["results-configmap.yaml"],
+           docs["report-deployment.yaml"], docs["report-service.yaml"]]
     if overrides.get("ocp4_workload_litemaas_benchmark_ca_cert"):
         out.append(docs["ca-configmap.yaml"])
     return out
+
+
+def report_pod(docs):
+    return docs["report-deployment.yaml"]["spec"]["template"]["spec"]
+
+
+def report_container(docs):
+    containers = report_pod(docs)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def selects(selector: str, labels: dict) -> bool:
+    """Whether an equality-based label selector ("a=b,c=d") selects these labels."""
+    return all(labels.get(k) == v for k, v in (t.split("=", 1) for t in selector.split(",") if t))
 
 
 def pod(docs):
@@ -79,6 +103,10 @@ def test_rendered_objects_are_valid_kubernetes(rendered, version):
 
 def test_the_schema_check_catches_mistakes(rendered):
     _, _, docs = rendered
+    typo = copy.deepcopy(docs["report-deployment.yaml"])
+    typo["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/healthz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(typo, K8S_VERSIONS[-1], strict=True)
     typo = copy.deepcopy(docs["job.yaml"])
     typo["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalaton"] = False
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -216,3 +244,128 @@ def test_the_key_is_only_in_the_secret(rendered):
     for name in ("job.yaml", "configmap.yaml", "ca-configmap.yaml"):
         assert DUMMY_KEY not in yaml.safe_dump(docs[name]), name
     assert docs["secret.yaml"]["type"] == "Opaque"
+
+
+# --- the published report -----------------------------------------------------------
+
+def test_the_report_server_runs_with_the_jobs_restricted_security_context(rendered):
+    _, _, docs = rendered
+    spec = report_pod(docs)
+    assert spec["securityContext"] == pod(docs)["securityContext"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    sc = report_container(docs)["securityContext"]
+    assert sc == container(docs)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert "runAsUser" not in sc and "privileged" not in sc and "runAsUser" not in spec["securityContext"]
+    # Nothing to write: the results come read-only from the ConfigMap.
+    assert all(m.get("readOnly") is True for m in report_container(docs)["volumeMounts"])
+    assert all("emptyDir" not in v and "hostPath" not in v for v in spec["volumes"])
+
+
+def test_the_report_server_serves_the_results_configmap(rendered):
+    _, overrides, docs = rendered
+    deployment, results = docs["report-deployment.yaml"], docs["results-configmap.yaml"]
+    c = report_container(docs)
+    assert c["image"] == container(docs)["image"], "the same image as the Job"
+    assert c["imagePullPolicy"] == container(docs)["imagePullPolicy"]
+    assert deployment["spec"]["replicas"] == 1
+    # turnbench report <file in the mounted ConfigMap> --serve --port 8080
+    assert c["args"][0] == "report" and c["args"][2:] == ["--serve", "--port", "8080"]
+    assert all(isinstance(a, str) for a in c["args"])
+    mount, = c["volumeMounts"]
+    volume, = report_pod(docs)["volumes"]
+    assert mount["name"] == volume["name"]
+    assert volume["configMap"]["name"] == results["metadata"]["name"]
+    directory, _, key = c["args"][1].rpartition("/")
+    assert directory == mount["mountPath"] == "/results"
+    assert key in results["data"]
+    assert results["data"][key] == overrides.get(
+        "__ocp4_workload_litemaas_benchmark_results_block",
+        "# BEGIN TURNBENCH RESULTS\nH4sIAAAAAAAA/6uuBQBDv6ajAgAAAA==\n# END TURNBENCH RESULTS\n")
+    port, = c["ports"]
+    assert port == {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    expected = overrides.get("ocp4_workload_litemaas_benchmark_report_resources", {
+        "requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}})
+    assert c["resources"] == expected
+
+
+def test_the_report_objects_are_wired_together(rendered):
+    _, overrides, docs = rendered
+    namespace = overrides.get("ocp4_workload_litemaas_benchmark_namespace", overrides.get("guid", "test-guid"))
+    name = overrides.get("ocp4_workload_litemaas_benchmark_job_name", "turnbench")
+    deployment, service, route, results = (docs[n] for n in (
+        "report-deployment.yaml", "report-service.yaml", "report-route.yaml", "results-configmap.yaml"))
+    for doc in (deployment, service, route, results):
+        assert doc["metadata"]["namespace"] == namespace
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "turnbench"
+        assert labels["app.kubernetes.io/instance"] == name
+        assert labels["app.kubernetes.io/component"] == "report"
+        assert labels["app.kubernetes.io/managed-by"] == "ocp4_workload_litemaas_benchmark"
+    assert results["metadata"]["name"] == f"{name}-results"
+    for doc in (deployment, service, route):
+        assert doc["metadata"]["name"] == f"{name}-report"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"] == {"matchLabels": pod_labels}
+    assert pod_labels["app.kubernetes.io/component"] == "report"
+    assert service["spec"]["selector"] == pod_labels
+    port, = service["spec"]["ports"]
+    assert port["port"] == 8080 and port["targetPort"] == report_container(docs)["ports"][0]["name"]
+    assert route["spec"]["to"]["name"] == service["metadata"]["name"]
+    assert route["spec"]["port"]["targetPort"] in (port["name"], port["port"])
+    # The role finds the benchmark's pod by a selector that must not pick the report's.
+    raw = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__ocp4_workload_litemaas_benchmark_selector"]
+    selector = raw.replace("{{ ocp4_workload_litemaas_benchmark_job_name }}", name).strip()
+    assert selects(selector, docs["job.yaml"]["spec"]["template"]["metadata"]["labels"])
+    assert not selects(selector, pod_labels)
+    assert not selects(",".join(f"{k}={v}" for k, v in pod_labels.items()),
+                       docs["job.yaml"]["spec"]["template"]["metadata"]["labels"]), "the Service must not pick the Job"
+
+
+def check_route(route: dict) -> None:
+    """The fields of an OpenShift Route (route.openshift.io/v1) that the role relies on;
+    kubernetes-validate has no schema for it."""
+    assert route["apiVersion"] == "route.openshift.io/v1"
+    assert route["kind"] == "Route"
+    assert set(route) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(route["metadata"]) == {"name", "namespace", "labels"}
+    spec = route["spec"]
+    assert set(spec) <= {"host", "path", "to", "port", "tls", "wildcardPolicy"}, spec
+    assert "host" not in spec, "OpenShift makes the host; the role reads it back"
+    assert set(spec["to"]) == {"kind", "name", "weight"}
+    assert spec["to"]["kind"] == "Service" and isinstance(spec["to"]["name"], str)
+    assert isinstance(spec["to"]["weight"], int) and 0 <= spec["to"]["weight"] <= 256
+    assert set(spec["port"]) == {"targetPort"} and isinstance(spec["port"]["targetPort"], (str, int))
+    assert spec["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+    assert spec["wildcardPolicy"] == "None"
+    for key in ("name", "namespace"):
+        value = route["metadata"][key]
+        assert isinstance(value, str) and len(value) <= 63 and value[0].isalnum() and value[-1].isalnum()
+    assert all(isinstance(v, str) for v in route["metadata"]["labels"].values())
+
+
+def test_the_route_is_edge_tls_with_http_redirected(rendered):
+    _, _, docs = rendered
+    check_route(docs["report-route.yaml"])
+    broken = copy.deepcopy(docs["report-route.yaml"])
+    broken["spec"]["tls"]["insecureEdgeTerminationPolicy"] = "Allow"
+    with pytest.raises(AssertionError):
+        check_route(broken)
+
+
+def test_the_job_prints_its_results_only_for_the_report(rendered, tmp_path):
+    case, overrides, docs = rendered
+    assert docs["configmap.yaml"]["data"]["TURNBENCH_PRINT_RESULTS"] == "true"
+    if case != "defaults":
+        return
+    off = render_templates(tmp_path, {**overrides, "ocp4_workload_litemaas_benchmark_publish_report": False})
+    assert "TURNBENCH_PRINT_RESULTS" not in off["configmap.yaml"]["data"]
+    kubernetes_validate.validate(off["configmap.yaml"], K8S_VERSIONS[-1], strict=True)

@@ -402,9 +402,11 @@ pub fn write_results_block(w: &mut dyn Write, results: &serde_json::Value) -> io
     let mut compact = results.clone();
     if let Some(rows) = compact["requests"]["rows"].as_array_mut() {
         if rows.len() > COMPACT_MAX_ROWS {
-            let step = rows.len().div_ceil(COMPACT_MAX_ROWS);
+            // Exactly COMPACT_MAX_ROWS rows, spread evenly over the run.
             let total = rows.len();
-            *rows = rows.iter().step_by(step).cloned().collect();
+            *rows = (0..COMPACT_MAX_ROWS)
+                .map(|i| rows[i * total / COMPACT_MAX_ROWS].clone())
+                .collect();
             compact["requests"]["sampled_from"] = total.into();
         }
     }
@@ -541,4 +543,26 @@ pub fn extract_user_info(text: &str) -> Option<String> {
     let rest = &text[start + BEGIN_MARKER.len()..];
     let end = rest.find(END_MARKER)?;
     Some(rest[..end].trim_start_matches(['\r', '\n']).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compact_block_round_trips_and_caps_rows_at_exactly_the_maximum() {
+        let rows: Vec<serde_json::Value> = (0..COMPACT_MAX_ROWS + 1000)
+            .map(|i| serde_json::json!([i, 1, 0.1 + i as f64 / 3.0]))
+            .collect();
+        let results = serde_json::json!({"stats": {"x": 237.34044444444442}, "requests": {"columns": ["n"], "rows": rows}});
+        let mut block = Vec::new();
+        write_results_block(&mut block, &results).unwrap();
+        let back =
+            read_results(&format!("log line\n{}", String::from_utf8(block).unwrap())).unwrap();
+        assert_eq!(back["stats"], results["stats"], "floats survive exactly");
+        let rows = back["requests"]["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), COMPACT_MAX_ROWS);
+        assert_eq!(back["requests"]["sampled_from"], COMPACT_MAX_ROWS + 1000);
+        assert_eq!(rows[0], results["requests"]["rows"][0]);
+    }
 }
