@@ -68,16 +68,11 @@ impl RequestError {
     }
 }
 
-/// One request of the measured phase. Times in µs: `start_us` from the start of the
-/// measured phase, the others from the request's own start.
+/// What one request measured. Times in µs from the request's start (once its
+/// connection is ready); `reply` is moved out before the record is kept.
 #[derive(Debug, Clone, Default)]
-pub struct RequestRecord {
-    pub conversation: u32,
-    /// 1-based; turn 1 carries the document.
-    pub turn: u32,
-    pub doc_kind: DocKind,
-    pub start_us: u64,
-    pub prompt_bytes: u64,
+pub struct Measured {
+    /// Opening the connection (DNS, TCP, TLS); `None` when one was reused.
     pub connect_us: Option<u64>,
     pub ttfb_us: Option<u64>,
     pub first_event_us: Option<u64>,
@@ -88,17 +83,37 @@ pub struct RequestRecord {
     pub tokens_approx: bool,
     pub prompt_tokens: Option<u64>,
     pub cached_tokens: Option<u64>,
+    /// Gaps between token-bearing events.
     pub itl_us: Vec<u32>,
     pub error: Option<RequestError>,
+    /// The generated text (content only), appended to the conversation's history.
+    pub reply: String,
+}
+
+/// One request of the measured phase: where it belongs and what it measured.
+/// `start_us` counts from the start of the measured phase.
+#[derive(Debug, Clone, Default)]
+pub struct RequestRecord {
+    pub conversation: u32,
+    /// 1-based; turn 1 carries the document.
+    pub turn: u32,
+    pub doc_kind: DocKind,
+    pub start_us: u64,
+    pub prompt_bytes: u64,
+    pub measured: Measured,
 }
 
 impl RequestRecord {
     pub fn ok(&self) -> bool {
-        self.error.is_none()
+        self.measured.error.is_none()
     }
     /// TPOT = (E2E − TTFT) / (output tokens − 1), when defined.
     pub fn tpot_us(&self) -> Option<u64> {
-        let (e2e, ttft, n) = (self.e2e_us?, self.ttft_us?, self.output_tokens?);
+        let (e2e, ttft, n) = (
+            self.measured.e2e_us?,
+            self.measured.ttft_us?,
+            self.measured.output_tokens?,
+        );
         (n > 1).then(|| e2e.saturating_sub(ttft) / (n - 1))
     }
 }
@@ -212,7 +227,7 @@ impl Aggregator {
             .conversations_all_ok
             .entry(r.conversation)
             .or_insert(true);
-        if let Some(err) = &r.error {
+        if let Some(err) = &r.measured.error {
             *ok_entry = false;
             self.failed += 1;
             self.errors
@@ -222,10 +237,10 @@ impl Aggregator {
                     count: 1,
                     first_message: err.message.clone(),
                 });
-            r.itl_us = Vec::new();
+            r.measured.itl_us = Vec::new();
             return;
         }
-        if let Some(t) = r.ttft_us {
+        if let Some(t) = r.measured.ttft_us {
             rec(&mut self.ttft, t);
             rec(self.by_turn.entry(r.turn).or_insert_with(new_histogram), t);
             rec(
@@ -244,32 +259,32 @@ impl Aggregator {
                 conv.2 += 1;
             }
         }
-        if let Some(t) = r.ttfc_us {
+        if let Some(t) = r.measured.ttfc_us {
             rec(&mut self.ttfc, t);
         }
-        if let Some(t) = r.ttfb_us {
+        if let Some(t) = r.measured.ttfb_us {
             rec(&mut self.ttfb, t);
         }
-        if let Some(t) = r.connect_us {
+        if let Some(t) = r.measured.connect_us {
             rec(&mut self.connect, t);
         }
-        if let Some(t) = r.e2e_us {
+        if let Some(t) = r.measured.e2e_us {
             rec(&mut self.e2e, t);
         }
         if let Some(t) = r.tpot_us() {
             rec(&mut self.tpot, t);
         }
-        for gap in std::mem::take(&mut r.itl_us) {
+        for gap in std::mem::take(&mut r.measured.itl_us) {
             rec(&mut self.itl, u64::from(gap));
         }
-        if let Some(n) = r.output_tokens {
+        if let Some(n) = r.measured.output_tokens {
             self.output_tokens += n;
-            self.output_tokens_approx |= r.tokens_approx;
+            self.output_tokens_approx |= r.measured.tokens_approx;
         }
-        if r.prompt_tokens.is_some() || r.cached_tokens.is_some() {
+        if r.measured.prompt_tokens.is_some() || r.measured.cached_tokens.is_some() {
             self.usage_reported += 1;
-            self.prompt_tokens += r.prompt_tokens.unwrap_or(0);
-            self.cached_tokens += r.cached_tokens.unwrap_or(0);
+            self.prompt_tokens += r.measured.prompt_tokens.unwrap_or(0);
+            self.cached_tokens += r.measured.cached_tokens.unwrap_or(0);
         }
     }
 
@@ -492,9 +507,12 @@ mod tests {
         RequestRecord {
             conversation: conv,
             turn,
-            ttft_us: Some(ttft_ms * 1000),
-            e2e_us: Some(ttft_ms * 1000 + 10_000),
-            output_tokens: Some(11),
+            measured: Measured {
+                ttft_us: Some(ttft_ms * 1000),
+                e2e_us: Some(ttft_ms * 1000 + 10_000),
+                output_tokens: Some(11),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -512,7 +530,7 @@ mod tests {
             a.add(&mut r);
         }
         let mut failed = ok(1, 3, 9_000);
-        failed.error = Some(RequestError::new(ErrorKind::Timeout, "slow".into()));
+        failed.measured.error = Some(RequestError::new(ErrorKind::Timeout, "slow".into()));
         a.add(&mut failed);
         let s = a.stats(2.0);
         // first turns: mean 200; later: (100 + 50 + 50) / 3

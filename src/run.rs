@@ -440,34 +440,24 @@ async fn run_conversation(mut ctx: ConversationCtx) {
         drop(msgs);
         ctx.progress.in_flight.fetch_add(1, Ordering::Relaxed);
         let start_us = crate::client::micros(ctx.phase_start.elapsed());
-        let m = ctx.endpoint.chat(body).await;
+        let mut m = ctx.endpoint.chat(body).await;
         ctx.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
+        let reply = std::mem::take(&mut m.reply);
         let record = RequestRecord {
             conversation: conv.index,
             turn: turn as u32 + 1,
             doc_kind: conv.doc.kind,
             start_us,
             prompt_bytes: prompt_bytes as u64,
-            connect_us: m.connect_us,
-            ttfb_us: m.ttfb_us,
-            first_event_us: m.first_event_us,
-            ttft_us: m.ttft_us,
-            ttfc_us: m.ttfc_us,
-            e2e_us: m.e2e_us,
-            output_tokens: m.output_tokens,
-            tokens_approx: m.tokens_approx,
-            prompt_tokens: m.prompt_tokens,
-            cached_tokens: m.cached_tokens,
-            itl_us: m.itl_us,
-            error: m.error,
+            measured: m,
         };
         let ok = record.ok();
         if ctx.tx.send(record).is_err() {
             return;
         }
-        if ok && !m.reply.is_empty() {
-            history.push(("assistant", Text::Owned(m.reply)));
+        if ok && !reply.is_empty() {
+            history.push(("assistant", Text::Owned(reply)));
         }
     }
 }

@@ -128,8 +128,11 @@ mod tests {
         let mut a = Aggregator::default();
         a.add(&mut RequestRecord {
             turn: 1,
-            ttft_us: Some(1000),
-            e2e_us: Some(2000),
+            measured: crate::metrics::Measured {
+                ttft_us: Some(1000),
+                e2e_us: Some(2000),
+                ..Default::default()
+            },
             ..Default::default()
         });
         let mut s = a.stats(1.0);

@@ -3,8 +3,7 @@
 use serde::Deserialize;
 
 use super::sse::Event;
-use super::Measured;
-use crate::metrics::{ErrorKind, RequestError};
+use crate::metrics::{ErrorKind, Measured, RequestError};
 
 #[derive(Deserialize, Default)]
 struct Chunk {

@@ -12,28 +12,8 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
 
 use crate::config::{Secret, Settings};
+pub use crate::metrics::Measured;
 use crate::metrics::{ErrorKind, RequestError};
-
-/// What one request measured, in microseconds from its start.
-#[derive(Debug, Clone, Default)]
-pub struct Measured {
-    /// Opening the connection (DNS, TCP, TLS); `None` when one was reused.
-    pub connect_us: Option<u64>,
-    pub ttfb_us: Option<u64>,
-    pub first_event_us: Option<u64>,
-    pub ttft_us: Option<u64>,
-    pub ttfc_us: Option<u64>,
-    pub e2e_us: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub tokens_approx: bool,
-    pub prompt_tokens: Option<u64>,
-    pub cached_tokens: Option<u64>,
-    /// Gaps between token-bearing events.
-    pub itl_us: Vec<u32>,
-    pub error: Option<RequestError>,
-    /// The generated text (content only), appended to the conversation's history.
-    pub reply: String,
-}
 
 /// A chat message as sent; borrowed so the shared document text is never copied.
 #[derive(Debug, Serialize)]

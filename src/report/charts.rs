@@ -1,6 +1,7 @@
 //! The report's charts, drawn as SVG with plotters (text sizes are estimated, so no
 //! font files are needed: the static binary stays self-contained).
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// One request as the charts see it (a row of results.json's `requests`).
@@ -70,6 +71,53 @@ fn empty(title: &str, why: &str) -> Result<String> {
     Ok(svg)
 }
 
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// What every chart shares: title, axes, grid, legend.
+struct Frame<'a> {
+    title: &'a str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &'a str,
+    y_desc: String,
+    /// Whole-number x labels, at most this many (turn numbers).
+    whole_x: Option<u32>,
+    legend: SeriesLabelPosition,
+}
+
+/// Draw the frame, let `series` draw into it, add the legend, return the SVG.
+fn draw(f: Frame<'_>, series: impl FnOnce(&mut Chart<'_, '_>) -> Result<()>) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(f.title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(f.x, f.y)
+            .map_err(err)?;
+        let whole = |x: &f64| format!("{x:.0}");
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(f.x_desc).y_desc(f.y_desc);
+        if let Some(n) = f.whole_x {
+            mesh.x_labels(n.min(20) as usize).x_label_formatter(&whole);
+        }
+        mesh.draw().map_err(err)?;
+        series(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .position(f.legend)
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 /// Median and P95 TTFT per turn number: the cache speedup shows as the drop after turn 1.
 pub fn ttft_by_turn(turns: &[(u32, f64, f64)]) -> Result<String> {
     let title = "TTFT by turn (median and P95)";
@@ -77,33 +125,20 @@ pub fn ttft_by_turn(turns: &[(u32, f64, f64)]) -> Result<String> {
         return empty(title, "no successful request");
     }
     let max_turn = turns.iter().map(|t| t.0).max().unwrap_or(1);
-    let ymax = top(turns.iter().map(|t| t.2).fold(0.0, f64::max));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.5f64..max_turn as f64 + 0.5, 0f64..ymax)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("turn")
-            .y_desc("TTFT (ms)")
-            .x_labels(max_turn.min(20) as usize)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
-            .map_err(err)?;
-        for (i, (name, pick)) in [("median", 1usize), ("P95", 2usize)]
-            .into_iter()
-            .enumerate()
-        {
+    let frame = Frame {
+        title,
+        x: 0.5..max_turn as f64 + 0.5,
+        y: 0.0..top(turns.iter().map(|t| t.2).fold(0.0, f64::max)),
+        x_desc: "turn",
+        y_desc: "TTFT (ms)".into(),
+        whole_x: Some(max_turn),
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    draw(frame, |chart| {
+        for (i, name) in ["median", "P95"].into_iter().enumerate() {
             let pts: Vec<(f64, f64)> = turns
                 .iter()
-                .map(|t| (t.0 as f64, if pick == 1 { t.1 } else { t.2 }))
+                .map(|t| (t.0 as f64, if i == 0 { t.1 } else { t.2 }))
                 .collect();
             let c = colour(i);
             chart
@@ -117,15 +152,8 @@ pub fn ttft_by_turn(turns: &[(u32, f64, f64)]) -> Result<String> {
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Cumulative distribution of TTFT, with the P95 threshold marked.
@@ -142,23 +170,16 @@ pub fn ttft_cdf(points: &[Point], threshold_ms: f64) -> Result<String> {
     v.sort_by(f64::total_cmp);
     let xmax = top(v[v.len() - 1].max(threshold_ms));
     let n = v.len() as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..xmax, 0f64..100f64)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("TTFT (ms)")
-            .y_desc("% of requests")
-            .draw()
-            .map_err(err)?;
+    let frame = Frame {
+        title,
+        x: 0.0..xmax,
+        y: 0.0..100.0,
+        x_desc: "TTFT (ms)",
+        y_desc: "% of requests".into(),
+        whole_x: None,
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    draw(frame, |chart| {
         let step = (v.len() / 2000).max(1);
         let curve: Vec<(f64, f64)> = v
             .iter()
@@ -188,16 +209,8 @@ pub fn ttft_cdf(points: &[Point], threshold_ms: f64) -> Result<String> {
                 RGBColor(160, 160, 160),
             ))
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// A scatter of one value of every request over the run's time, coloured by turn.
@@ -215,26 +228,17 @@ fn scatter_by_turn(
     if pts.is_empty() {
         return empty(title, "no successful request");
     }
-    let xmax = top(pts.iter().map(|p| p.0).fold(0.0, f64::max));
-    let ymax = top(pts.iter().map(|p| p.1).fold(0.0, f64::max));
     let max_turn = pts.iter().map(|p| p.2).max().unwrap_or(1);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time since start (s)")
-            .y_desc(y_desc)
-            .draw()
-            .map_err(err)?;
+    let frame = Frame {
+        title,
+        x: 0.0..top(pts.iter().map(|p| p.0).fold(0.0, f64::max)),
+        y: 0.0..top(pts.iter().map(|p| p.1).fold(0.0, f64::max)),
+        x_desc: "time since start (s)",
+        y_desc: y_desc.into(),
+        whole_x: None,
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    draw(frame, |chart| {
         // Thin out huge runs: a chart of 5,000 points per turn shows the same picture.
         let step = (pts.len() / 20_000).max(1);
         for turn in 1..=max_turn {
@@ -257,16 +261,8 @@ fn scatter_by_turn(
                     .legend(move |(x, y)| Circle::new((x + 6, y), 3, c.filled()));
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 pub fn ttft_over_time(points: &[Point]) -> Result<String> {
@@ -316,26 +312,16 @@ pub fn cached_by_turn(points: &[Point]) -> Result<String> {
         return empty(title, "the server reported no usage");
     }
     let max_turn = *per_turn.keys().max().unwrap_or(&1);
-    let ymax = top(per_turn.values().map(|v| v.0 / v.2).fold(0.0, f64::max));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.5f64..max_turn as f64 + 0.5, 0f64..ymax)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("turn")
-            .y_desc("tokens")
-            .x_labels(max_turn.min(20) as usize)
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()
-            .map_err(err)?;
+    let frame = Frame {
+        title,
+        x: 0.5..max_turn as f64 + 0.5,
+        y: 0.0..top(per_turn.values().map(|v| v.0 / v.2).fold(0.0, f64::max)),
+        x_desc: "turn",
+        y_desc: "tokens".into(),
+        whole_x: Some(max_turn),
+        legend: SeriesLabelPosition::UpperLeft,
+    };
+    draw(frame, |chart| {
         for (i, name) in ["prompt tokens", "cached tokens"].into_iter().enumerate() {
             let c = colour(i + 2);
             let off = if i == 0 { -0.2 } else { 0.0 };
@@ -355,16 +341,8 @@ pub fn cached_by_turn(points: &[Point]) -> Result<String> {
                 .label(name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Failed requests per time bucket, one line per error kind.
@@ -389,24 +367,16 @@ pub fn errors_over_time(points: &[Point], wall_s: f64) -> Result<String> {
         let ki = kinds.iter().position(|x| x == k).expect("kind listed");
         counts[ki][b] += 1;
     }
-    let ymax = top(counts.iter().flatten().copied().max().unwrap_or(1) as f64);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..span, 0f64..ymax)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time since start (s)")
-            .y_desc(format!("failed requests per {width:.1} s"))
-            .draw()
-            .map_err(err)?;
+    let frame = Frame {
+        title,
+        x: 0.0..span,
+        y: 0.0..top(counts.iter().flatten().copied().max().unwrap_or(1) as f64),
+        x_desc: "time since start (s)",
+        y_desc: format!("failed requests per {width:.1} s"),
+        whole_x: None,
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    draw(frame, |chart| {
         for (ki, kind) in kinds.iter().enumerate() {
             let c = colour(ki + 3);
             let series: Vec<(f64, f64)> = counts[ki]
@@ -422,13 +392,6 @@ pub fn errors_over_time(points: &[Point], wall_s: f64) -> Result<String> {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }

@@ -377,12 +377,12 @@ fn request_rows(records: &[RequestRecord]) -> serde_json::Value {
                 r.conversation,
                 r.turn,
                 ms(Some(r.start_us)),
-                ms(r.ttft_us),
-                ms(r.e2e_us),
-                r.output_tokens,
-                r.prompt_tokens,
-                r.cached_tokens,
-                r.error.as_ref().map(|e| e.kind.label()),
+                ms(r.measured.ttft_us),
+                ms(r.measured.e2e_us),
+                r.measured.output_tokens,
+                r.measured.prompt_tokens,
+                r.measured.cached_tokens,
+                r.measured.error.as_ref().map(|e| e.kind.label()),
             ])
         })
         .collect();
@@ -465,7 +465,7 @@ pub fn write_csv(w: &mut dyn Write, records: &[RequestRecord]) -> io::Result<()>
     };
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
     for r in records {
-        let (kind, status, msg) = match &r.error {
+        let (kind, status, msg) = match &r.measured.error {
             Some(e) => (
                 e.kind.label(),
                 n(e.status.map(u64::from)),
@@ -480,16 +480,16 @@ pub fn write_csv(w: &mut dyn Write, records: &[RequestRecord]) -> io::Result<()>
             r.turn,
             r.doc_kind.label(),
             r.start_us as f64 / 1000.0,
-            t(r.connect_us),
-            t(r.ttfb_us),
-            t(r.first_event_us),
-            t(r.ttft_us),
-            t(r.ttfc_us),
-            t(r.e2e_us),
-            n(r.output_tokens),
-            r.tokens_approx,
-            n(r.prompt_tokens),
-            n(r.cached_tokens),
+            t(r.measured.connect_us),
+            t(r.measured.ttfb_us),
+            t(r.measured.first_event_us),
+            t(r.measured.ttft_us),
+            t(r.measured.ttfc_us),
+            t(r.measured.e2e_us),
+            n(r.measured.output_tokens),
+            r.measured.tokens_approx,
+            n(r.measured.prompt_tokens),
+            n(r.measured.cached_tokens),
             r.prompt_bytes,
             r.ok(),
             kind,
