@@ -60,10 +60,10 @@ async fn run_writes_a_self_contained_report_that_report_renders_again_identicall
     let again = dir.path().join("again.html");
     let out = turnbench(
         &[
-            "report".into(),
-            dir.path().join("results.json").to_str().unwrap().into(),
-            "-o".into(),
-            again.to_str().unwrap().into(),
+            "report",
+            dir.path().join("results.json").to_str().unwrap(),
+            "-o",
+            again.to_str().unwrap(),
         ],
         &[],
     )
@@ -90,10 +90,10 @@ async fn a_log_printed_with_print_results_is_enough_to_render_the_report() {
     let from_log = dir.path().join("from-log.html");
     let out = turnbench(
         &[
-            "report".into(),
-            log_file.to_str().unwrap().into(),
-            "-o".into(),
-            from_log.to_str().unwrap().into(),
+            "report",
+            log_file.to_str().unwrap(),
+            "-o",
+            from_log.to_str().unwrap(),
         ],
         &[],
     )
@@ -113,10 +113,10 @@ async fn bad_input_is_exit_2_with_one_line() {
     for input in [bad.to_str().unwrap(), "/no/such/results.json"] {
         let out = turnbench(
             &[
-                "report".into(),
-                input.into(),
-                "-o".into(),
-                dir.path().join("o.html").to_str().unwrap().into(),
+                "report",
+                input,
+                "-o",
+                dir.path().join("o.html").to_str().unwrap(),
             ],
             &[],
         )

@@ -7,7 +7,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_conversations_with_a_thousand_in_flight_complete() {
     // Against the in-process simulator: both ends of 1,000 connections live in one process.
-    let args: Vec<String> = [
+    let args = [
         "run",
         "--conversations",
         "10000",
@@ -25,10 +25,7 @@ async fn ten_thousand_conversations_with_a_thousand_in_flight_complete() {
         "synthetic:1k",
         "--seed",
         "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ];
     let out = turnbench(&args, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let (_, data) = user_info(&stdout(&out));

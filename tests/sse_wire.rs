@@ -84,7 +84,7 @@ async fn streams_split_anywhere_are_measured_whole() {
     for piece in [1, 3, 7] {
         let url = piecewise_server(STREAM, piece).await;
         let dir = tempfile::tempdir().unwrap();
-        let args: Vec<String> = [
+        let args = [
             "run",
             &url,
             "--conversations",
@@ -99,10 +99,7 @@ async fn streams_split_anywhere_are_measured_whole() {
             "0",
             "--output-dir",
             dir.path().to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
         let out = turnbench(&args, &[]).await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let (_, data) = user_info(&stdout(&out));
@@ -139,7 +136,7 @@ async fn streams_split_anywhere_are_measured_whole() {
 async fn a_stream_cut_before_done_is_a_broken_stream() {
     const CUT: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"partial\"}}]}\n\n";
     let url = piecewise_server(CUT, 16).await;
-    let args: Vec<String> = [
+    let args = [
         "run",
         &url,
         "--conversations",
@@ -152,10 +149,7 @@ async fn a_stream_cut_before_done_is_a_broken_stream() {
         "0",
         "--max-delay",
         "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ];
     let out = turnbench(&args, &[]).await;
     assert_eq!(out.status.code(), Some(0), "the run completes and reports");
     let text = stdout(&out);

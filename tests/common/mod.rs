@@ -54,8 +54,12 @@ pub fn small(extra: &[&str]) -> Vec<String> {
     v
 }
 
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
 /// Run `turnbench <args>` with a clean TURNBENCH_*/OPENAI_* environment plus `env`.
-pub async fn turnbench(args: &[String], env: &[(&str, &str)]) -> Output {
+pub async fn turnbench<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnbench"));
     cmd.args(args).kill_on_drop(true);
     for (k, _) in std::env::vars() {
