@@ -395,6 +395,12 @@ impl SimArgs {
                 self.error_status
             )));
         }
+        if !(1..=1_000_000_000_000).contains(&self.cache_capacity_tokens) {
+            return Err(ConfigError::new(format!(
+                "--cache-capacity-tokens=\"{}\": expected a whole number from 1 to 1000000000000",
+                self.cache_capacity_tokens
+            )));
+        }
         if self.output_tokens == 0 {
             return Err(ConfigError::new(
                 "--output-tokens=\"0\": expected a whole number of at least 1",
@@ -439,6 +445,8 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // Colours only on a terminal: a Job's log is a file.
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -605,7 +613,9 @@ async fn watch_signals(tx: tokio::sync::watch::Sender<Option<StopReason>>) {
         tracing::warn!(
             "cannot install signal handlers; SIGINT/SIGTERM will end the run without a report"
         );
-        return;
+        // Keep the sender: dropping it would read as a stop request.
+        let _keep = tx;
+        return std::future::pending().await;
     };
     let mut first = None;
     loop {

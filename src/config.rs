@@ -50,6 +50,17 @@ pub const KEYS: &[&str] = &[
     "print_results",
 ];
 
+/// Settings whose values are text, never parsed as numbers or booleans.
+const TEXT_KEYS: &[&str] = &[
+    "url",
+    "api_key",
+    "model",
+    "documents",
+    "output_dir",
+    "user_info_prefix",
+    "ca_cert",
+];
+
 /// An API key. Its `Debug` and `Display` never show the value, so it cannot leak
 /// through a log line or an error message by accident.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -429,9 +440,14 @@ fn env_dict(pairs: &[(String, String)]) -> Result<Dict, ConfigError> {
         if !KEYS.contains(&key.as_str()) {
             continue;
         }
-        let v: figment::value::Value = value
-            .parse()
-            .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+        // Text settings stay as written: a model "1.10" or a key "007" is not a number.
+        let v: figment::value::Value = if TEXT_KEYS.contains(&key.as_str()) {
+            figment::value::Value::from(value.clone())
+        } else {
+            value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()))
+        };
         dict.insert(key, v);
     }
     Ok(dict)
@@ -462,6 +478,22 @@ fn extraction_error(e: &figment::Error, sources: &Sources, flags: &Dict) -> Conf
         .as_ref()
         .map(Origin::from_metadata)
         .unwrap_or(Origin::Default);
+    if key.is_empty() {
+        // A file that does not parse. Only the first line of the parser's message: the
+        // others quote the source line, which may be the API key.
+        let first = e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let file = match &origin {
+            Origin::File(p) => p.display().to_string(),
+            _ => "configuration".into(),
+        };
+        return ConfigError::new(format!("{file}: cannot be read: {first}"));
+    }
     let name = origin.describe(&key);
     let expected = match &e.kind {
         Kind::InvalidType(_, exp) | Kind::InvalidValue(_, exp) => plain_expected(exp),
@@ -687,9 +719,23 @@ impl Settings {
             .filter(|s| !s.trim().is_empty())
             .map(PathBuf::from);
 
+        // Keys pasted from files often end in a newline; the header cannot carry one.
+        let api_key = raw
+            .api_key
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty());
+        if let Some(k) = &api_key {
+            if reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).is_err() {
+                return Err(ConfigError::new(format!(
+                    "{}=\"***\": expected a key of printable characters, usable in an HTTP header",
+                    name("api_key")
+                )));
+            }
+        }
+
         Ok(Settings {
             url,
-            api_key: raw.api_key.filter(|k| !k.is_empty()).map(Secret::new),
+            api_key: api_key.map(Secret::new),
             model: raw.model.filter(|m| !m.trim().is_empty()),
             conversations,
             turns,
@@ -763,4 +809,55 @@ fn parse_size(s: &str) -> Option<usize> {
     };
     let v: f64 = num.trim().parse().ok()?;
     (v.is_finite() && v > 0.0).then_some((v * mult) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            config_file: None,
+        }
+    }
+
+    #[test]
+    fn text_settings_from_the_environment_stay_as_written() {
+        let s = load(
+            &Dict::new(),
+            &env(&[("TURNBENCH_MODEL", "1.10"), ("TURNBENCH_API_KEY", "007")]),
+        )
+        .unwrap();
+        assert_eq!(s.model.as_deref(), Some("1.10"));
+        assert_eq!(s.api_key.as_ref().map(Secret::expose), Some("007"));
+    }
+
+    #[test]
+    fn a_key_is_trimmed_and_one_unfit_for_a_header_is_refused_without_showing_it() {
+        let s = load(&Dict::new(), &env(&[("TURNBENCH_API_KEY", "sk-abc\n")])).unwrap();
+        assert_eq!(s.api_key.unwrap().expose(), "sk-abc");
+        let e = load(&Dict::new(), &env(&[("TURNBENCH_API_KEY", "sk-a\u{7}b")])).unwrap_err();
+        assert!(
+            e.0.contains("TURNBENCH_API_KEY") && !e.0.contains("sk-a"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_one_line_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "turns = 3\napi_key = sk-SECRET-abc\n").unwrap();
+        let sources = Sources {
+            env: vec![],
+            config_file: Some(path),
+        };
+        let e = load(&Dict::new(), &sources).unwrap_err();
+        assert!(!e.0.contains("sk-SECRET") && !e.0.contains('\n'), "{e}");
+        assert!(e.0.contains("bad.toml"), "{e}");
+    }
 }

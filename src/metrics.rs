@@ -175,7 +175,13 @@ pub struct Aggregator {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub usage_reported: u64,
-    pub conversations_all_ok: BTreeMap<u32, bool>,
+    /// Requests whose usage carried `cached_tokens` (vLLM sends it only when asked to).
+    pub cached_reported: u64,
+    /// Per conversation: (successful turns, any failure).
+    pub conversation_turns: BTreeMap<u32, (u32, bool)>,
+    /// Turns per conversation planned; a conversation is complete when all succeeded
+    /// (0: unknown, every recorded turn counts).
+    pub turns: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,7 +215,9 @@ impl Default for Aggregator {
             prompt_tokens: 0,
             cached_tokens: 0,
             usage_reported: 0,
-            conversations_all_ok: BTreeMap::new(),
+            cached_reported: 0,
+            conversation_turns: BTreeMap::new(),
+            turns: 0,
         }
     }
 }
@@ -223,12 +231,15 @@ impl Aggregator {
     /// Fold one record in. Its ITL gaps are moved out (they can be many).
     pub fn add(&mut self, r: &mut RequestRecord) {
         self.total += 1;
-        let ok_entry = self
-            .conversations_all_ok
+        let conv = self
+            .conversation_turns
             .entry(r.conversation)
-            .or_insert(true);
+            .or_insert((0, false));
+        if r.measured.error.is_none() {
+            conv.0 += 1;
+        }
         if let Some(err) = &r.measured.error {
-            *ok_entry = false;
+            conv.1 = true;
             self.failed += 1;
             self.errors
                 .entry(err.kind)
@@ -278,13 +289,19 @@ impl Aggregator {
             rec(&mut self.itl, u64::from(gap));
         }
         if let Some(n) = r.measured.output_tokens {
-            self.output_tokens += n;
+            // Saturating: the counts come from the server.
+            self.output_tokens = self.output_tokens.saturating_add(n);
             self.output_tokens_approx |= r.measured.tokens_approx;
         }
         if r.measured.prompt_tokens.is_some() || r.measured.cached_tokens.is_some() {
             self.usage_reported += 1;
-            self.prompt_tokens += r.measured.prompt_tokens.unwrap_or(0);
-            self.cached_tokens += r.measured.cached_tokens.unwrap_or(0);
+            self.prompt_tokens = self
+                .prompt_tokens
+                .saturating_add(r.measured.prompt_tokens.unwrap_or(0));
+            self.cached_tokens = self
+                .cached_tokens
+                .saturating_add(r.measured.cached_tokens.unwrap_or(0));
+            self.cached_reported += u64::from(r.measured.cached_tokens.is_some());
         }
     }
 
@@ -349,8 +366,11 @@ impl Aggregator {
             } else {
                 0.0
             },
-            conversations_completed: self.conversations_all_ok.values().filter(|ok| **ok).count()
-                as u64,
+            conversations_completed: self
+                .conversation_turns
+                .values()
+                .filter(|(ok, failed)| !failed && (self.turns == 0 || *ok >= self.turns))
+                .count() as u64,
             ttft: Summary::of(&self.ttft),
             ttft_first_turn: Summary::of(&self.ttft_first),
             ttft_later_turns: Summary::of(&self.ttft_later),
@@ -375,7 +395,7 @@ impl Aggregator {
                 0.0
             },
             prompt_tokens: (self.usage_reported > 0).then_some(self.prompt_tokens),
-            cached_tokens: (self.usage_reported > 0).then_some(self.cached_tokens),
+            cached_tokens: (self.cached_reported > 0).then_some(self.cached_tokens),
             errors: self
                 .errors
                 .iter()

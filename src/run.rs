@@ -83,9 +83,20 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
         model: settings.model.clone(),
     };
 
-    let model = match discover_model(&endpoint, settings.model.as_deref()).await {
-        Ok(m) => m,
-        Err(Unusable(why)) => return Ok(base.unusable(why)),
+    let grace = Duration::from_secs_f64(settings.grace_period);
+    let discovered = or_stop(
+        discover_model(&endpoint, settings.model.as_deref()),
+        &mut stop,
+        grace,
+    )
+    .await;
+    let model = match discovered {
+        Some(Ok(m)) => m,
+        Some(Err(Unusable(why))) => {
+            tracing::error!("the endpoint cannot be used: {why}");
+            return Ok(base.empty(Some(why), None));
+        }
+        None => return Ok(base.empty(None, *stop.borrow())),
     };
     base.model = Some(model.clone());
     tracing::info!(model = %model, url = %target.url(), seed, "starting");
@@ -104,7 +115,9 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
             content: &prompt,
         }];
         let body = endpoint.chat_body(&model, &msgs, settings.max_tokens.min(16));
-        let m = endpoint.chat(body).await;
+        let Some(m) = or_stop(endpoint.chat(body), &mut stop, grace).await else {
+            break;
+        };
         warm_done += 1;
         if let Some(e) = m.error {
             warm_failed += 1;
@@ -117,7 +130,9 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
             .as_ref()
             .filter(|e| is_fatal(e.kind, e.status))
         {
-            return Ok(base.unusable(format!("every warm-up request failed: {}", e.message)));
+            let why = format!("every warm-up request failed: {}", e.message);
+            tracing::error!("the endpoint cannot be used: {why}");
+            return Ok(base.empty(Some(why), None));
         }
     }
 
@@ -148,6 +163,7 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
 
     let expected = (settings.conversations * settings.turns) as u64;
     let mut agg = Aggregator::default();
+    agg.turns = settings.turns as u32;
     let keep_records = settings.output_dir.is_some() || settings.print_results;
     let mut records = Vec::new();
     let tty = std::io::stderr().is_terminal();
@@ -157,8 +173,9 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
         Duration::from_secs(5)
     });
     ticker.tick().await;
-    let mut stopped_by = None;
-    let mut grace_deadline: Option<tokio::time::Instant> = None;
+    // A stop that came during warm-up has been seen already: start its grace now.
+    let mut stopped_by = *stop.borrow();
+    let mut grace_deadline = stopped_by.map(|_| tokio::time::Instant::now() + grace);
     loop {
         let grace = async {
             match grace_deadline {
@@ -313,8 +330,8 @@ struct ReportBase<'a> {
 }
 
 impl ReportBase<'_> {
-    fn unusable(&self, why: String) -> RunResult {
-        tracing::error!("the endpoint cannot be used: {why}");
+    /// The report of a run that measured nothing: refused, or stopped before measuring.
+    fn empty(&self, unusable: Option<String>, stopped_by: Option<StopReason>) -> RunResult {
         let agg = Aggregator::default();
         let stats = agg.stats(0.0);
         let thresholds = thresholds(self.settings);
@@ -329,15 +346,15 @@ impl ReportBase<'_> {
                 thresholds,
                 stats,
                 verdict,
-                partial: None,
-                endpoint_unusable: Some(why),
+                partial: stopped_by.map(|r| r.describe().to_string()),
+                endpoint_unusable: unusable,
                 warmup_requests: 0,
                 warmup_failed: 0,
                 abandoned_requests: 0,
             },
             histograms: agg.histograms_serialized(),
             records: Vec::new(),
-            stopped_by: None,
+            stopped_by,
         }
     }
 }
@@ -399,6 +416,18 @@ impl Text {
             Text::Fixed(s) => s,
             Text::Owned(s) => s,
         }
+    }
+}
+
+/// `fut`'s output, unless a stop comes first and `grace` passes after it.
+async fn or_stop<F: std::future::Future>(
+    fut: F,
+    stop: &mut StopRx,
+    grace: Duration,
+) -> Option<F::Output> {
+    tokio::select! {
+        out = fut => Some(out),
+        _ = async { stopped(stop).await; tokio::time::sleep(grace).await } => None,
     }
 }
 

@@ -67,6 +67,10 @@ async fn without_a_url_the_built_in_simulator_is_benchmarked_and_said_so() {
     let text = stdout(&out);
     assert!(text.contains("TARGET: the built-in simulator"), "{text}");
     assert!(stderr(&out).contains("BUILT-IN SIMULATOR"));
+    assert!(
+        !stderr(&out).contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal"
+    );
     let (msg, data) = user_info(&text);
     assert!(msg.contains("built-in simulator"));
     // With default simulator timings the cache speedup is well above 2.

@@ -79,6 +79,48 @@ async fn sigterm_mid_run_prints_the_partial_report_and_exits_143() {
     assert!(total > 0 && total < 500, "measured some, not all: {total}");
     // In-flight requests were given the grace period and finished: no failures.
     assert_eq!(data["litemaas_benchmark_failed_requests"], "0");
+    // A conversation cut short is not complete.
+    assert!(!text.contains("Completed conversations: 50/50"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_warm_up_is_bounded_by_the_grace_period() {
+    use turnbench::sim::Faults;
+    let faults = Faults {
+        stall_rate: 1.0,
+        stall_before_headers_ms: 30_000.0,
+        ..Faults::default()
+    };
+    let sim = start_sim(SimConfig {
+        faults,
+        ..SimConfig::default()
+    })
+    .await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnbench"))
+        .args([
+            "run",
+            &sim.url(),
+            "--warmup",
+            "2",
+            "--grace-period",
+            "0.5",
+            "--conversations",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let started = Instant::now();
+    signal(&child, libc::SIGTERM);
+    let out = finish(child).await;
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    // Bound, not benchmark: without the grace period it would wait out the 30 s stall.
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(stdout(&out).contains("PARTIAL RESULTS: terminated by SIGTERM"));
+    user_info(&stdout(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,9 @@ struct PromptDetails {
     cached_tokens: Option<u64>,
 }
 
+/// Longest reply kept for the conversation's history.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Progress through one stream.
 #[derive(Debug, Default)]
 pub struct StreamState {
@@ -79,7 +82,7 @@ impl StreamState {
         let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
             RequestError::new(
                 ErrorKind::BadEvent,
-                format!("malformed event ({e}): {}", truncate(data, 120)),
+                format!("malformed event ({e}): {data}"),
             )
         })?;
         if chunk.error.is_some() {
@@ -98,7 +101,10 @@ impl StreamState {
                 let has_tool = d.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
                 if has_content {
                     m.ttfc_us.get_or_insert(t);
-                    m.reply.push_str(content);
+                    // A server that ignores max_tokens must not grow the history without end.
+                    if m.reply.len() < MAX_REPLY_BYTES {
+                        m.reply.push_str(content);
+                    }
                 }
                 output |= has_content || has_reasoning || has_tool;
             }
@@ -191,14 +197,6 @@ pub fn apply_whole_response(body: &[u8], t: u64, m: &mut Measured) -> Result<(),
         m.tokens_approx = true;
     }
     Ok(())
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n).collect::<String>())
-    }
 }
 
 #[cfg(test)]

@@ -121,10 +121,11 @@ impl Endpoint {
         &self.base
     }
 
-    /// Remove the API key from any text that may reach the user (server error bodies
-    /// sometimes echo it).
-    pub fn redact(&self, text: &str) -> String {
-        redact(text, self.key.as_ref())
+    /// Text from the server made fit to show: the API key removed (error bodies
+    /// sometimes echo it), then shortened. In that order, so no part of the key
+    /// survives a cut.
+    pub fn public(&self, text: &str) -> String {
+        shorten(&redact(text, self.key.as_ref()), MAX_MESSAGE_CHARS)
     }
 
     fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
@@ -151,7 +152,7 @@ impl Endpoint {
                     ))
                 })?
                 .map_err(|e| {
-                    Unusable(self.redact(&format!(
+                    Unusable(self.public(&format!(
                         "cannot reach {}: {}",
                         self.base,
                         error_chain(&e)
@@ -164,7 +165,7 @@ impl Endpoint {
             .and_then(|b| b.ok())
             .unwrap_or_default();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(Unusable(self.redact(&format!(
+            return Err(Unusable(self.public(&format!(
                 "authentication refused by {} (HTTP {}): {}",
                 self.base,
                 status.as_u16(),
@@ -215,7 +216,7 @@ impl Endpoint {
         let (result, connected) =
             connect_timing::scope(self.chat_inner(body, start, deadline, &mut m)).await;
         if let Err(mut err) = result {
-            err.message = self.redact(&err.message);
+            err.message = self.public(&err.message);
             m.error = Some(err);
         } else if m.e2e_us.is_none() {
             m.e2e_us = Some(micros(start.elapsed()));
@@ -282,6 +283,12 @@ impl Endpoint {
             // A server that ignored `stream: true`: the whole answer arrives at once.
             let mut buf = Vec::new();
             while let Some(b) = self.next_chunk(&mut resp, deadline).await? {
+                if buf.len() + b.len() > sse::MAX_LINE_BYTES {
+                    return Err(RequestError::new(
+                        ErrorKind::BadEvent,
+                        format!("JSON response longer than {} bytes", sse::MAX_LINE_BYTES),
+                    ));
+                }
                 buf.extend_from_slice(&b);
             }
             let t = micros(start.elapsed());
@@ -408,17 +415,28 @@ pub fn error_message(body: &[u8]) -> String {
             .unwrap_or("")
             .to_string()
     });
+    // Not shortened here: the key must be redacted from the whole text first
+    // (`Endpoint::public`), or a cut could leave part of it.
     let text = text.trim();
     if text.is_empty() {
         "(empty body)".into()
-    } else if text.chars().count() > 300 {
-        format!("{}…", text.chars().take(300).collect::<String>())
     } else {
         text.to_string()
     }
 }
 
-/// Replace every occurrence of the key (and of its bearer form) with `***`.
+/// Longest server text kept in an error message.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+/// Replace every occurrence of the key with `***`.
 pub fn redact(text: &str, key: Option<&Secret>) -> String {
     match key {
         Some(k) if !k.expose().is_empty() && text.contains(k.expose()) => {
@@ -430,4 +448,24 @@ pub fn redact(text: &str, key: Option<&Secret>) -> String {
 
 pub fn micros(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_part_of_an_echoed_key_survives_shortening() {
+        let key = "sk-SECRET-0123456789abcdefghij";
+        let settings = Settings {
+            api_key: Some(Secret::new(key)),
+            ..Settings::default()
+        };
+        let ep = Endpoint::new("http://127.0.0.1:9/v1", &settings).unwrap();
+        // The key straddles the cut: shortening first would keep its first part.
+        let text = format!("{} received {key}", "x".repeat(MAX_MESSAGE_CHARS - 15));
+        let shown = ep.public(&text);
+        assert!(!shown.contains("sk-SECRET"), "{shown}");
+        assert!(shown.chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
 }

@@ -58,13 +58,14 @@ impl Parser {
         while let Some(pos) = memchr::memchr2(b'\n', b'\r', bytes) {
             let (head, tail) = bytes.split_at(pos);
             if self.line.is_empty() {
-                self.process_line(head, on_event);
+                self.process_line(head, on_event)?;
             } else {
                 self.line.extend_from_slice(head);
                 let line = std::mem::take(&mut self.line);
-                self.process_line(&line, on_event);
+                let done = self.process_line(&line, on_event);
                 self.line = line;
                 self.line.clear();
+                done?;
             }
             let is_cr = tail[0] == b'\r';
             bytes = &tail[1..];
@@ -88,7 +89,11 @@ impl Parser {
         !self.line.is_empty() || self.has_data
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event)) {
+    fn process_line(
+        &mut self,
+        line: &[u8],
+        on_event: &mut impl FnMut(Event),
+    ) -> Result<(), SseError> {
         if line.is_empty() {
             if self.has_data {
                 on_event(Event {
@@ -99,10 +104,10 @@ impl Parser {
             } else {
                 self.event = None;
             }
-            return;
+            return Ok(());
         }
         if line[0] == b':' {
-            return; // comment (keep-alive)
+            return Ok(()); // comment (keep-alive)
         }
         let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
@@ -113,6 +118,10 @@ impl Parser {
         };
         match field {
             b"data" => {
+                // One event's data lines add up: the same bound as one line.
+                if self.data.len() + value.len() > MAX_LINE_BYTES {
+                    return Err(SseError::LineTooLong);
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -122,6 +131,7 @@ impl Parser {
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {} // id, retry, unknown fields: not used by chat streams
         }
+        Ok(())
     }
 }
 

@@ -169,6 +169,9 @@ impl RunReport {
                 "Prompt tokens: {p}, server-reported cached: {c} ({:.1}%)",
                 100.0 * c as f64 / p as f64
             )),
+            (Some(p), _) => out.push(format!(
+                "Prompt tokens: {p}, server-reported cached: N/A (not reported by the server)"
+            )),
             _ => out.push("Prompt tokens: N/A (the server sent no usage)".into()),
         }
         out.push(String::new());
@@ -297,7 +300,7 @@ impl RunReport {
         for line in self.lines().iter().filter(|l| !l.starts_with("====")) {
             let clean: String = line
                 .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
+                .map(|c| if yaml_plain(c) { c } else { ' ' })
                 .collect();
             let clean = clean.trim_end();
             if clean.is_empty() {
@@ -308,7 +311,7 @@ impl RunReport {
         }
         writeln!(w, "  data:")?;
         for (key, value) in self.data() {
-            let quoted = serde_json::to_string(&value).expect("strings serialize");
+            let quoted = yaml_quote(&value);
             writeln!(w, "    {prefix}_{key}: {quoted}")?;
         }
         writeln!(w, "{END_MARKER}")?;
@@ -353,6 +356,30 @@ impl RunReport {
         );
         v
     }
+}
+
+/// Whether `c` may stand as itself in a YAML block scalar: printable for YAML, and
+/// not one of the characters YAML 1.1 (PyYAML, so Ansible) takes as a line break.
+fn yaml_plain(c: char) -> bool {
+    matches!(c, '\t' | ' '..='~' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+        && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}')
+}
+
+/// A YAML double-quoted scalar of `s`; everything not plain is a `\uXXXX` escape.
+fn yaml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if yaml_plain(c) && c != '\t' => out.push(c),
+            // Everything not plain lies below U+10000.
+            c => out.push_str(&format!("\\u{:04X}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Columns of results.json's `requests.rows`.
@@ -548,6 +575,20 @@ pub fn extract_user_info(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_from_servers_stays_valid_yaml() {
+        let nasty =
+            "over\u{2028}loaded\u{85} \"q\" \\ tab\there \u{7F}\u{1B}[31m \u{FEFF} ✓ 日本 🙂";
+        let back: String = serde_yaml::from_str(&yaml_quote(nasty)).unwrap();
+        assert_eq!(back, nasty);
+        for c in [
+            '\u{2028}', '\u{2029}', '\u{85}', '\u{7F}', '\u{FEFF}', '\u{1B}', '\n',
+        ] {
+            assert!(!yaml_plain(c), "{c:?} must not stand in a block scalar");
+        }
+        assert!(yaml_plain('✓') && yaml_plain('🙂') && yaml_plain('\t'));
+    }
 
     #[test]
     fn the_compact_block_round_trips_and_caps_rows_at_exactly_the_maximum() {

@@ -2,7 +2,6 @@
 //! before it (as vLLM's automatic prefix caching keys its KV blocks), evicted LRU.
 
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
@@ -11,12 +10,16 @@ pub const BLOCK_BYTES: usize = 64;
 
 pub struct PrefixCache {
     blocks: LruCache<u64, ()>,
+    capacity: usize,
 }
 
 impl PrefixCache {
+    /// Unbounded underneath and trimmed by hand: a bounded `LruCache` allocates its
+    /// whole capacity up front, which a large `--cache-capacity-tokens` cannot afford.
     pub fn new(capacity_blocks: usize) -> PrefixCache {
         PrefixCache {
-            blocks: LruCache::new(NonZeroUsize::new(capacity_blocks.max(1)).expect("non-zero")),
+            blocks: LruCache::unbounded(),
+            capacity: capacity_blocks.max(1),
         }
     }
 
@@ -35,6 +38,9 @@ impl PrefixCache {
             } else {
                 missed = true;
                 self.blocks.put(prev, ());
+                if self.blocks.len() > self.capacity {
+                    self.blocks.pop_lru();
+                }
             }
         }
         hits

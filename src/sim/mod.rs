@@ -134,7 +134,7 @@ pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningS
 
 /// The simulator's routes, for embedding in another server or a test.
 pub fn router(cfg: SimConfig) -> Router {
-    let blocks = (cfg.cache_capacity_tokens as usize * CHARS_PER_TOKEN / BLOCK_BYTES).max(1);
+    let blocks = (cfg.cache_capacity_tokens as usize).saturating_mul(CHARS_PER_TOKEN) / BLOCK_BYTES;
     let shared = Arc::new(Shared {
         timer: clock::PreciseTimer::new(),
         model_json: serde_json::to_string(&cfg.model).expect("string serializes"),
@@ -319,7 +319,13 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         .lock()
         .expect("cache lock")
         .lookup_insert(prompt.as_bytes());
-    let cached_tokens = ((hit_blocks * BLOCK_BYTES / CHARS_PER_TOKEN) as u64).min(prompt_tokens);
+    // Tokens are characters / 4; count the characters of the cached bytes, not the
+    // bytes, or prose in accented languages would look more cached than it is.
+    let hit_chars = prompt.as_bytes()[..hit_blocks * BLOCK_BYTES]
+        .iter()
+        .filter(|b| (**b & 0xC0) != 0x80)
+        .count();
+    let cached_tokens = ((hit_chars / CHARS_PER_TOKEN) as u64).min(prompt_tokens);
     let uncached = prompt_tokens - cached_tokens;
     let ttft = Duration::from_secs_f64(
         (s.cfg.base_ttft_ms / 1000.0) + uncached as f64 * s.cfg.prefill_us_per_token / 1_000_000.0,
