@@ -55,6 +55,12 @@ pub struct RequestError {
 }
 
 impl RequestError {
+    /// Whether this failure means the endpoint cannot serve us at all (unreachable, key
+    /// refused, model or path not found), rather than a bad moment.
+    pub fn is_fatal(&self) -> bool {
+        self.kind == ErrorKind::Connect || matches!(self.status, Some(401 | 403 | 404))
+    }
+
     pub fn new(kind: ErrorKind, message: String) -> Self {
         RequestError {
             kind,
@@ -169,6 +175,8 @@ pub struct Aggregator {
     per_conv: BTreeMap<u32, (Option<u64>, u64, u64)>,
     pub total: u64,
     pub failed: u64,
+    /// Failures that say the endpoint cannot be used at all ([`RequestError::is_fatal`]).
+    pub fatal_failed: u64,
     pub errors: BTreeMap<ErrorKind, ErrorCount>,
     pub output_tokens: u64,
     pub output_tokens_approx: bool,
@@ -209,6 +217,7 @@ impl Default for Aggregator {
             per_conv: BTreeMap::new(),
             total: 0,
             failed: 0,
+            fatal_failed: 0,
             errors: BTreeMap::new(),
             output_tokens: 0,
             output_tokens_approx: false,
@@ -241,6 +250,7 @@ impl Aggregator {
         if let Some(err) = &r.measured.error {
             conv.1 = true;
             self.failed += 1;
+            self.fatal_failed += u64::from(err.is_fatal());
             self.errors
                 .entry(err.kind)
                 .and_modify(|c| c.count += 1)
@@ -569,6 +579,24 @@ mod tests {
         assert!((per.min - 2.0).abs() < 1e-9 && (per.max - 4.0).abs() < 1e-9);
         assert_eq!(s.requests_per_second, 3.0);
         assert_eq!(s.tpot.unwrap().count, 5);
+    }
+
+    #[test]
+    fn only_connect_and_auth_or_not_found_failures_are_fatal() {
+        let mut a = Aggregator::default();
+        for status in [401, 500] {
+            let mut r = ok(0, 1, 1);
+            r.measured.error = Some(
+                RequestError::new(ErrorKind::HttpStatus, format!("HTTP {status}"))
+                    .with_status(status),
+            );
+            a.add(&mut r);
+        }
+        let mut r = ok(1, 1, 1);
+        r.measured.error = Some(RequestError::new(ErrorKind::Connect, "refused".into()));
+        a.add(&mut r);
+        // The 500 is not fatal, though the first http_status message was a 401.
+        assert_eq!((a.failed, a.fatal_failed), (3, 2));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use crate::client::{Endpoint, Message, Unusable};
 use crate::config::Settings;
 use crate::error::ConfigError;
-use crate::metrics::{Aggregator, ErrorKind, RequestRecord};
+use crate::metrics::{Aggregator, RequestRecord};
 use crate::report::{RunReport, Target};
 use crate::sim;
 use crate::verdict::{judge, Thresholds};
@@ -126,10 +126,7 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
         }
     }
     if warm_done > 0 && warm_failed == warm_done {
-        if let Some(e) = warm_first_error
-            .as_ref()
-            .filter(|e| is_fatal(e.kind, e.status))
-        {
+        if let Some(e) = warm_first_error.as_ref().filter(|e| e.is_fatal()) {
             let why = format!("every warm-up request failed: {}", e.message);
             tracing::error!("the endpoint cannot be used: {why}");
             return Ok(base.empty(Some(why), None));
@@ -221,43 +218,28 @@ pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<Run
         eprintln!();
     }
 
-    let stats = agg.stats(wall);
-    let mut endpoint_unusable = None;
-    if stats.total_requests > 0 && stats.succeeded_requests == 0 {
-        let all_fatal = records_all_fatal(&agg);
-        if all_fatal {
-            let first = agg
-                .errors
-                .values()
-                .next()
-                .map(|e| e.first_message.clone())
-                .unwrap_or_default();
-            endpoint_unusable = Some(format!("every request failed: {first}"));
-        }
-    }
-    let thresholds = thresholds(&settings);
-    let verdict = judge(&stats, &thresholds);
-    let report = RunReport {
-        version: env!("CARGO_PKG_VERSION"),
-        target: target.clone(),
-        model: Some(model.to_string()),
-        seed,
-        settings: settings.clone(),
-        thresholds,
-        stats,
-        verdict,
-        partial: stopped_by.map(|r| r.describe().to_string()),
-        endpoint_unusable,
-        warmup_requests: warm_done,
-        warmup_failed: warm_failed,
-        abandoned_requests: if stopped_by.is_some() { abandoned } else { 0 },
-    };
-    Ok(RunResult {
-        report,
-        histograms: agg.histograms_serialized(),
+    // Every measured request failed, and every failure says the endpoint is unusable.
+    let endpoint_unusable = (agg.total > 0 && agg.fatal_failed == agg.total).then(|| {
+        let first = agg
+            .errors
+            .values()
+            .next()
+            .map(|e| e.first_message.clone())
+            .unwrap_or_default();
+        format!("every request failed: {first}")
+    });
+    base.model = Some(model.to_string());
+    let warmup = (warm_done, warm_failed);
+    let abandoned = if stopped_by.is_some() { abandoned } else { 0 };
+    Ok(base.finish(
+        agg,
+        wall,
         records,
+        endpoint_unusable,
         stopped_by,
-    })
+        warmup,
+        abandoned,
+    ))
 }
 
 /// Raise the soft limit on open files when it is below `needed`: to the hard limit
@@ -296,23 +278,6 @@ pub fn ensure_fd_limit(needed: u64, parallel: usize) -> Result<(), ConfigError> 
     )))
 }
 
-/// Errors that mean the endpoint cannot serve us at all, rather than a bad moment.
-fn is_fatal(kind: ErrorKind, status: Option<u16>) -> bool {
-    kind == ErrorKind::Connect || matches!(status, Some(401 | 403 | 404))
-}
-
-fn records_all_fatal(agg: &Aggregator) -> bool {
-    // Only the kinds are aggregated; an HTTP status error is fatal when its first
-    // message names an auth or not-found status.
-    agg.errors.iter().all(|(kind, e)| {
-        *kind == ErrorKind::Connect
-            || (*kind == ErrorKind::HttpStatus
-                && ["HTTP 401", "HTTP 403", "HTTP 404"]
-                    .iter()
-                    .any(|s| e.first_message.starts_with(s)))
-    })
-}
-
 pub fn thresholds(s: &Settings) -> Thresholds {
     Thresholds {
         ttft_p95_ms: s.ttft_p95_threshold_ms,
@@ -332,8 +297,30 @@ struct ReportBase<'a> {
 impl ReportBase<'_> {
     /// The report of a run that measured nothing: refused, or stopped before measuring.
     fn empty(&self, unusable: Option<String>, stopped_by: Option<StopReason>) -> RunResult {
-        let agg = Aggregator::default();
-        let stats = agg.stats(0.0);
+        self.finish(
+            Aggregator::default(),
+            0.0,
+            Vec::new(),
+            unusable,
+            stopped_by,
+            (0, 0),
+            0,
+        )
+    }
+
+    /// Statistics, verdict and report of what was measured.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        agg: Aggregator,
+        wall_s: f64,
+        records: Vec<RequestRecord>,
+        unusable: Option<String>,
+        stopped_by: Option<StopReason>,
+        (warmup_requests, warmup_failed): (u64, u64),
+        abandoned_requests: u64,
+    ) -> RunResult {
+        let stats = agg.stats(wall_s);
         let thresholds = thresholds(self.settings);
         let verdict = judge(&stats, &thresholds);
         RunResult {
@@ -348,12 +335,12 @@ impl ReportBase<'_> {
                 verdict,
                 partial: stopped_by.map(|r| r.describe().to_string()),
                 endpoint_unusable: unusable,
-                warmup_requests: 0,
-                warmup_failed: 0,
-                abandoned_requests: 0,
+                warmup_requests,
+                warmup_failed,
+                abandoned_requests,
             },
             histograms: agg.histograms_serialized(),
-            records: Vec::new(),
+            records,
             stopped_by,
         }
     }
