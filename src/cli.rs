@@ -5,11 +5,13 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use figment::value::{Dict, Value};
 
+use crate::config::schema::{Kind, SCHEMA};
 use crate::config::{self, Secret, Sources};
 use crate::error::{exit, ConfigError};
+use crate::report::RunReport;
 use crate::run::{self, StopReason};
 use crate::sim::{self, Faults, SimConfig};
 use crate::verdict::Status;
@@ -58,6 +60,30 @@ read when TURNBENCH_API_KEY is unset."
     /// Render the HTML report of a saved run (results.json, or a log holding a
     /// TURNBENCH RESULTS block), to a file or served over HTTP.
     Report(ReportArgs),
+    /// Merge the shards of one run (results.json files or pod logs printed with
+    /// --print-results) into one exact report.
+    #[command(
+        after_help = "Inputs must be shards of one run: the same seed, salt, workload \
+and shard count, each shard index once. Missing shards are a warning and the report says \
+partial. Exit codes: 0 merged (any verdict), 1 FAIL with --strict, 2 inputs refused."
+    )]
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// results.json files, or logs holding a TURNBENCH RESULTS block (`oc logs` of each pod)
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged results.json, report.html and requests.csv here
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Also print the merged results.json (gzip, base64) between TURNBENCH RESULTS markers
+    #[arg(long)]
+    pub print_results: bool,
+    /// Exit 1 when the merged verdict is FAIL
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Args, Debug)]
@@ -86,143 +112,101 @@ pub struct ReportArgs {
     pub port: u16,
 }
 
-/// Flags of `turnbench run`. All optional: unset flags leave lower layers in force.
-#[derive(Args, Debug, Default)]
+/// Flags of `turnbench run`: every setting of [`SCHEMA`], all optional (unset flags
+/// leave lower layers in force), the positional URL and `--config`.
+#[derive(Debug, Default, Clone)]
 pub struct RunArgs {
-    /// Base URL including /v1, e.g. https://gateway.example/v1 [env: TURNBENCH_URL]
-    #[arg(value_name = "URL")]
-    pub url_arg: Option<String>,
-    /// Same as the positional URL.
-    #[arg(long, value_name = "URL", conflicts_with = "url_arg")]
-    pub url: Option<String>,
-    /// Bearer key; prefer TURNBENCH_API_KEY or OPENAI_API_KEY, which stay out of `ps`.
-    #[arg(long, value_name = "KEY")]
-    pub api_key: Option<String>,
-    /// Model id [default: the first id listed by GET {url}/models]
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Conversations to run [default: 20]
-    #[arg(long, value_name = "N")]
-    pub conversations: Option<u64>,
-    /// Turns per conversation, the first included [default: 10]
-    #[arg(long, value_name = "N")]
-    pub turns: Option<u64>,
-    /// Requests in flight at most [default: 4]
-    #[arg(long, value_name = "N")]
-    pub parallel: Option<u64>,
-    /// max_tokens of every measured request [default: 500]
-    #[arg(long, value_name = "N")]
-    pub max_tokens: Option<u64>,
-    /// Shortest think time before a request, seconds [default: 0.5]
-    #[arg(long, value_name = "SECONDS")]
-    pub min_delay: Option<f64>,
-    /// Longest think time before a request, seconds [default: 2.0]
-    #[arg(long, value_name = "SECONDS")]
-    pub max_delay: Option<f64>,
-    /// Limit on one whole request, seconds [default: 300]
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<f64>,
-    /// Limit on opening a connection, seconds [default: 10]
-    #[arg(long, value_name = "SECONDS")]
-    pub connect_timeout: Option<f64>,
-    /// Limit on silence between two reads of a stream, seconds [default: 60]
-    #[arg(long, value_name = "SECONDS")]
-    pub idle_timeout: Option<f64>,
-    /// Short sequential requests before measuring, excluded from statistics [default: 20]
-    #[arg(long, value_name = "N")]
-    pub warmup: Option<u64>,
-    /// Seed of every random choice; printed in the report [default: random]
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// PASS when TTFT P95 is below this, WARN below twice this [default: 500]
-    #[arg(long, value_name = "MS")]
-    pub ttft_p95_threshold_ms: Option<f64>,
-    /// Cache GOOD above this speedup, EXCELLENT above 1.5x it [default: 2.0]
-    #[arg(long, value_name = "RATIO")]
-    pub speedup_threshold: Option<f64>,
-    /// FAIL when the share of failed requests exceeds this fraction [default: 0.05]
-    #[arg(long, value_name = "FRACTION")]
-    pub max_error_rate: Option<f64>,
-    /// bundled, a directory of .py .go .rs .md .txt ... files, or synthetic:SIZE (e.g. synthetic:20k)
-    #[arg(long, value_name = "SOURCE")]
-    pub documents: Option<String>,
-    /// Write results.json and requests.csv here
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<String>,
-    /// Prefix of the user-info data keys [default: litemaas_benchmark]
-    #[arg(long, value_name = "PREFIX")]
-    pub user_info_prefix: Option<String>,
-    /// PEM file of a CA to trust besides the bundled roots (OpenShift service CA)
-    #[arg(long, value_name = "FILE")]
-    pub ca_cert: Option<String>,
-    /// Do not verify TLS certificates (the report says so)
-    #[arg(long)]
-    pub insecure: bool,
-    /// Reuse connections instead of opening one per request
-    #[arg(long)]
-    pub keep_alive: bool,
-    /// Do not ask for usage in the stream (for servers that reject stream_options)
-    #[arg(long)]
-    pub no_include_usage: bool,
-    /// Exit 1 when the verdict is FAIL
-    #[arg(long)]
-    pub strict: bool,
-    /// After SIGINT/SIGTERM, wait this long for requests in flight, seconds [default: 5]
-    #[arg(long, value_name = "SECONDS")]
-    pub grace_period: Option<f64>,
-    /// Also print results.json (gzip, base64) between TURNBENCH RESULTS markers on stdout,
-    /// for `turnbench report` to render from a Job's log
-    #[arg(long)]
-    pub print_results: bool,
-    /// YAML or TOML file of settings (snake-case keys) [env: TURNBENCH_CONFIG]
-    #[arg(long, value_name = "FILE")]
+    /// The settings given on the command line, keyed as in the config file.
+    pub flags: Dict,
     pub config: Option<PathBuf>,
 }
 
 impl RunArgs {
-    /// The settings given on the command line, keyed as in the config file.
     pub fn to_dict(&self) -> Dict {
-        let mut d = Dict::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                d.insert(k.to_string(), v);
+        self.flags.clone()
+    }
+}
+
+const URL_ARG: &str = "url_arg";
+const CONFIG_ARG: &str = "config";
+
+impl Args for RunArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let mut cmd = cmd
+            .arg(
+                Arg::new(URL_ARG)
+                    .value_name("URL")
+                    .help("Base URL including /v1, e.g. https://gateway.example/v1 [env: TURNBENCH_URL]")
+                    .conflicts_with("url"),
+            )
+            .arg(
+                Arg::new(CONFIG_ARG)
+                    .long("config")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("YAML or TOML file of settings (snake-case keys) [env: TURNBENCH_CONFIG]"),
+            );
+        for s in SCHEMA {
+            let mut help = s.help.to_string();
+            if let Some(d) = s.default_text().filter(|_| !s.help.contains("[default:")) {
+                help.push_str(&format!(" [default: {d}]"));
             }
-        };
-        let s = |v: &Option<String>| v.clone().map(Value::from);
-        let u = |v: &Option<u64>| v.map(Value::from);
-        let f = |v: &Option<f64>| v.map(Value::from);
-        let b = |v: bool| v.then_some(Value::from(true));
-        put("url", s(&self.url).or_else(|| s(&self.url_arg)));
-        put("api_key", s(&self.api_key));
-        put("model", s(&self.model));
-        put("conversations", u(&self.conversations));
-        put("turns", u(&self.turns));
-        put("parallel", u(&self.parallel));
-        put("max_tokens", u(&self.max_tokens));
-        put("min_delay", f(&self.min_delay));
-        put("max_delay", f(&self.max_delay));
-        put("timeout", f(&self.timeout));
-        put("connect_timeout", f(&self.connect_timeout));
-        put("idle_timeout", f(&self.idle_timeout));
-        put("warmup", u(&self.warmup));
-        put("seed", u(&self.seed));
-        put("ttft_p95_threshold_ms", f(&self.ttft_p95_threshold_ms));
-        put("speedup_threshold", f(&self.speedup_threshold));
-        put("max_error_rate", f(&self.max_error_rate));
-        put("documents", s(&self.documents));
-        put("output_dir", s(&self.output_dir));
-        put("user_info_prefix", s(&self.user_info_prefix));
-        put("ca_cert", s(&self.ca_cert));
-        put("insecure", b(self.insecure));
-        put("keep_alive", b(self.keep_alive));
-        put(
-            "include_usage",
-            self.no_include_usage.then_some(Value::from(false)),
-        );
-        put("strict", b(self.strict));
-        put("grace_period", f(&self.grace_period));
-        put("print_results", b(self.print_results));
-        d
+            help.push_str(&format!(" [env: {}]", s.env()));
+            let mut arg = Arg::new(s.key)
+                .long(s.flag())
+                .help(help)
+                .help_heading(s.group.heading());
+            arg = match s.kind {
+                Kind::Bool { .. } => arg.action(ArgAction::SetTrue),
+                Kind::Uint => arg
+                    .value_name(s.value_name)
+                    .value_parser(clap::value_parser!(u64)),
+                Kind::Float => arg
+                    .value_name(s.value_name)
+                    .value_parser(clap::value_parser!(f64))
+                    .allow_negative_numbers(true),
+                Kind::Text | Kind::Secret => arg.value_name(s.value_name),
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for RunArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let mut flags = Dict::new();
+        for s in SCHEMA {
+            if !given(s.key) {
+                continue;
+            }
+            let v = match s.kind {
+                Kind::Bool { negated } => Value::from(!negated),
+                Kind::Uint => Value::from(*m.get_one::<u64>(s.key).expect("parsed")),
+                Kind::Float => Value::from(*m.get_one::<f64>(s.key).expect("parsed")),
+                Kind::Text | Kind::Secret => {
+                    Value::from(m.get_one::<String>(s.key).expect("parsed").clone())
+                }
+            };
+            flags.insert(s.key.into(), v);
+        }
+        if let (false, Some(url)) = (given("url"), m.get_one::<String>(URL_ARG)) {
+            flags.insert("url".into(), Value::from(url.clone()));
+        }
+        Ok(RunArgs {
+            flags,
+            config: m.get_one::<PathBuf>(CONFIG_ARG).cloned(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
     }
 }
 
@@ -511,6 +495,7 @@ pub fn main() -> i32 {
         Command::Run(args) => runtime.block_on(run_command(*args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
         Command::Report(args) => runtime.block_on(report_command(args)),
+        Command::Merge(args) => merge_command(args),
     }
 }
 
@@ -528,7 +513,7 @@ async fn run_command(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(exit::CONFIG, e),
     };
-    if let Some(dir) = &settings.output_dir {
+    if let Some(dir) = &settings.output.output_dir {
         if let Err(e) = check_writable(dir) {
             return fail(
                 exit::CONFIG,
@@ -546,43 +531,66 @@ async fn run_command(args: RunArgs) -> i32 {
             return fail(code, format!("{e:#}"));
         }
     };
+    if let Err(code) = print_and_save(&result.report, &settings.output) {
+        return code;
+    }
+    exit_code_of(&result, settings.output.strict)
+}
 
-    let results = (settings.output_dir.is_some() || settings.print_results).then(|| {
-        result
-            .report
-            .results_json(&result.histograms, &result.records)
-    });
-    let printed = (|| -> io::Result<()> {
-        let mut out = io::stdout().lock();
-        result.report.write_summary(&mut out)?;
-        writeln!(out)?;
-        if let (true, Some(results)) = (settings.print_results, &results) {
-            crate::report::write_results_block(&mut out, results)?;
-            writeln!(out)?;
-        }
-        result.report.write_user_info(&mut out)?;
-        out.flush()
-    })();
+/// Print a report on stdout and write its files: what every measuring command ends
+/// with. `Err` holds the exit code of a failure to do so.
+fn print_and_save(report: &RunReport, out: &config::OutputSettings) -> Result<(), i32> {
+    let printed = crate::report::write_stdout(&mut io::stdout().lock(), report, out.print_results);
     if let Err(e) = printed {
         if e.kind() != io::ErrorKind::BrokenPipe {
-            return fail(exit::INTERNAL, format!("writing the report: {e}"));
+            return Err(fail(exit::INTERNAL, format!("writing the report: {e}")));
         }
     }
-    if let (Some(dir), Some(results)) = (&settings.output_dir, &results) {
-        if let Err(e) = crate::report::write_output_dir(dir, results, &result.records) {
-            return fail(
+    if let Some(dir) = &out.output_dir {
+        if let Err(e) = crate::report::write_output_dir(dir, report) {
+            return Err(fail(
                 exit::INTERNAL,
                 format!("writing results to {}: {e}", dir.display()),
-            );
+            ));
         }
         tracing::info!("results written to {}", dir.display());
     }
-    exit_code_of(&result, settings.strict)
+    Ok(())
+}
+
+fn merge_command(args: MergeArgs) -> i32 {
+    let report = match crate::merge::merge_files(&args.files) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    if let Some(dir) = &args.output_dir {
+        if let Err(e) = check_writable(dir) {
+            return fail(
+                exit::CONFIG,
+                format!("--output-dir {}: cannot write there ({e})", dir.display()),
+            );
+        }
+    }
+    let out = config::OutputSettings {
+        output_dir: args.output_dir,
+        user_info_prefix: report.prefix().to_string(),
+        strict: args.strict,
+        grace_period: std::time::Duration::ZERO,
+        print_results: args.print_results,
+    };
+    if let Err(code) = print_and_save(&report, &out) {
+        return code;
+    }
+    if args.strict && report.verdict.status == Status::Fail {
+        exit::FAIL
+    } else {
+        exit::OK
+    }
 }
 
 /// The exit code of a run that printed its report.
 pub fn exit_code_of(result: &run::RunResult, strict: bool) -> i32 {
-    if result.report.endpoint_unusable.is_some() {
+    if result.report.state.endpoint_unusable.is_some() {
         exit::ENDPOINT
     } else if let Some(reason) = result.stopped_by {
         match reason {

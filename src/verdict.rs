@@ -1,8 +1,10 @@
-//! PASS/WARN/FAIL and the cache status, from statistics and thresholds.
+//! PASS/WARN/FAIL, the cache status and the warnings: functions of a run's state and
+//! its thresholds.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::metrics::Stats;
+use crate::state::stats::Stats;
+use crate::state::RunState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
@@ -17,6 +19,14 @@ impl Status {
             Status::Pass => "PASS ✓",
             Status::Warn => "WARN ⚠",
             Status::Fail => "FAIL ✗",
+        }
+    }
+    /// A plain word for styles and machines.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
         }
     }
 }
@@ -39,11 +49,20 @@ impl CacheStatus {
 }
 
 /// The thresholds a verdict is judged against.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
     pub ttft_p95_ms: f64,
     pub speedup: f64,
     pub max_error_rate: f64,
+}
+
+/// A check that says a measurement cannot be believed as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    /// Stable: scripts may match on it.
+    pub id: &'static str,
+    pub message: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,19 +71,139 @@ pub struct Verdict {
     pub cache_status: CacheStatus,
     /// One line per rule that decided the status, for people.
     pub reasons: Vec<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Every warning id, in the order they are listed.
+pub const WARNING_IDS: &[&str] = &[
+    "not_streamed",
+    "buffered_stream",
+    "no_output",
+    "clamped",
+    "parallel_exceeds_conversations",
+    "usage_missing",
+    "warm_first_turns",
+    "client_lag",
+    "missing_shards",
+];
+
+/// The client's timer lateness P99 above which the client, not the endpoint, was the
+/// bottleneck.
+pub const CLIENT_LAG_P99_MS: f64 = 5.0;
+
+/// The checks of a run.
+pub fn warnings(state: &RunState, stats: &Stats) -> Vec<Warning> {
+    let c = &state.counts;
+    let w = &state.meta.workload;
+    let mut out = Vec::new();
+    let mut warn = |id: &'static str, count: u64, message: String| {
+        if count > 0 {
+            out.push(Warning { id, message, count });
+        }
+    };
+    warn(
+        "not_streamed",
+        c.not_streamed,
+        format!(
+            "{} answers to streaming requests were not event streams: they have no TTFT (E2E and tokens still count)",
+            c.not_streamed
+        ),
+    );
+    let streams = c.streamed.saturating_sub(c.no_output);
+    warn(
+        "buffered_stream",
+        if streams > 0 && c.buffered * 2 > streams { c.buffered } else { 0 },
+        format!(
+            "{} of {streams} streams arrived all at once (tokens within 1 ms): something between client and server buffers, so TTFT is not what a user sees",
+            c.buffered
+        ),
+    );
+    warn(
+        "no_output",
+        c.no_output,
+        format!(
+            "{} successful requests carried no output token",
+            c.no_output
+        ),
+    );
+    warn(
+        "clamped",
+        c.clamped,
+        format!(
+            "{} values lay above the histograms' top and were recorded at it",
+            c.clamped
+        ),
+    );
+    let per_shard = w
+        .conversations
+        .div_ceil(state.meta.shard_count.max(1) as usize);
+    warn(
+        "parallel_exceeds_conversations",
+        w.parallel.saturating_sub(per_shard) as u64,
+        format!(
+            "parallel {} exceeds the {per_shard} conversations run here: a conversation has one turn in flight, so at most {per_shard} requests are",
+            w.parallel
+        ),
+    );
+    let succeeded = c.requests - c.failed;
+    let without_usage = succeeded.saturating_sub(c.usage_reported);
+    warn(
+        "usage_missing",
+        without_usage,
+        format!(
+            "{without_usage} successful requests came without usage: token counts are approximate and cached tokens N/A"
+        ),
+    );
+    warn(
+        "warm_first_turns",
+        c.warm_first_turns,
+        format!(
+            "{} first turns were mostly served from the cache (cached tokens above half the prompt): the speedup understates the cache; was the salt fixed, or --salt none?",
+            c.warm_first_turns
+        ),
+    );
+    if let Some(lag) = stats.client_lag.filter(|l| l.p99_ms > CLIENT_LAG_P99_MS) {
+        warn(
+            "client_lag",
+            1,
+            format!(
+                "the client's own timer ran {:.2} ms late at P99 (above {CLIENT_LAG_P99_MS} ms): the load generator, not the endpoint, was the bottleneck",
+                lag.p99_ms
+            ),
+        );
+    }
+    let missing = state
+        .meta
+        .shard_count
+        .saturating_sub(state.meta.shards.len() as u32);
+    warn(
+        "missing_shards",
+        u64::from(missing),
+        format!(
+            "{missing} of {} shards are missing: these figures cover only part of the plan",
+            state.meta.shard_count
+        ),
+    );
+    out
 }
 
 /// Judge a run.
 ///
 /// status: PASS when TTFT P95 < threshold, WARN when below twice that, FAIL otherwise,
-/// and FAIL when no request succeeded or the error rate exceeds the maximum.
+/// and FAIL when no request succeeded, when no request streamed, or when the error
+/// rate exceeds the maximum.
 /// cache: EXCELLENT above 1.5 × the speedup threshold, GOOD above it, POOR otherwise or
 /// when there is no speedup to judge.
-pub fn judge(stats: &Stats, t: &Thresholds) -> Verdict {
+pub fn judge(state: &RunState, stats: &Stats) -> Verdict {
+    let t = &state.meta.thresholds;
     let mut reasons = Vec::new();
     let status = match stats.ttft.map(|s| s.p95_ms) {
         _ if stats.succeeded_requests == 0 => {
             reasons.push("no request succeeded".to_string());
+            Status::Fail
+        }
+        None if state.counts.streamed == 0 => {
+            reasons.push("the endpoint does not stream: TTFT cannot be measured".to_string());
             Status::Fail
         }
         None => {
@@ -110,32 +249,38 @@ pub fn judge(stats: &Stats, t: &Thresholds) -> Verdict {
         status,
         cache_status,
         reasons,
+        warnings: warnings(state, stats),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Aggregator, RequestRecord};
+    use crate::client::Measured;
+    use crate::state::{RequestRecord, RunMeta};
 
-    const T: Thresholds = Thresholds {
-        ttft_p95_ms: 500.0,
-        speedup: 2.0,
-        max_error_rate: 0.05,
-    };
-
-    fn stats_with(p95_ms: f64, speedup: Option<f64>, error_rate: f64) -> Stats {
-        let mut a = Aggregator::default();
+    fn state() -> RunState {
+        let mut a = RunState::new(RunMeta::for_tests());
         a.add(&mut RequestRecord {
             turn: 1,
-            measured: crate::metrics::Measured {
+            measured: Measured {
                 ttft_us: Some(1000),
                 e2e_us: Some(2000),
+                streamed: true,
                 ..Default::default()
             },
             ..Default::default()
         });
-        let mut s = a.stats(1.0);
+        a
+    }
+
+    fn judge(s: &Stats, _t: &()) -> Verdict {
+        super::judge(&state(), s)
+    }
+    const T: () = ();
+
+    fn stats_with(p95_ms: f64, speedup: Option<f64>, error_rate: f64) -> Stats {
+        let mut s = state().stats();
         let mut ttft = s.ttft.unwrap();
         ttft.p95_ms = p95_ms;
         s.ttft = Some(ttft);

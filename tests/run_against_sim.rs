@@ -95,24 +95,24 @@ async fn output_dir_holds_results_json_and_one_csv_row_per_request() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(json["stats"]["total_requests"], 12);
-    assert_eq!(json["settings"]["api_key_set"], true);
-    assert!(json["settings"].get("api_key").is_none());
-    assert_eq!(json["seed"], 7);
-    assert_eq!(json["model"], "turnbench-sim");
+    assert_eq!(json["run"]["meta"]["settings"]["api_key_set"], true);
+    assert!(json["run"]["meta"]["settings"].get("api_key").is_none());
+    assert_eq!(json["run"]["meta"]["seed"], 7);
+    assert_eq!(json["run"]["meta"]["model"], "turnbench-sim");
     // Histograms travel serialized and come back with every sample.
     let h =
-        turnbench::metrics::deserialize_histogram(json["histograms"]["ttft_us"].as_str().unwrap())
+        turnbench::state::Hist::from_base64(json["run"]["histograms"]["ttft"].as_str().unwrap())
             .unwrap();
     assert_eq!(h.len(), 12);
     assert_eq!(json["user_info"]["litemaas_benchmark_total_requests"], "12");
 
     let csv = std::fs::read_to_string(out_dir.join("requests.csv")).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next().unwrap(), turnbench::report::CSV_HEADER);
+    assert_eq!(lines.next().unwrap(), turnbench::report::csv_header());
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 12);
     assert!(
-        rows.iter().all(|r| r.contains(",true,,,")),
+        rows.iter().all(|r| r.contains(",true,true,,,")),
         "every row ok: {rows:?}"
     );
     for f in ["results.json", "requests.csv"] {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::sse::Event;
-use crate::metrics::{ErrorKind, Measured, RequestError};
+use super::{ErrorKind, Measured, RequestError};
 
 #[derive(Deserialize, Default)]
 struct Chunk {
@@ -167,8 +167,9 @@ fn server_error(data: &str) -> RequestError {
     )
 }
 
-/// A non-streamed JSON completion received whole at `t` µs.
-pub fn apply_whole_response(body: &[u8], t: u64, m: &mut Measured) -> Result<(), RequestError> {
+/// A non-streamed JSON completion, received whole. It has no first token to time:
+/// TTFT stays unset (the run warns `not_streamed`), E2E and tokens still count.
+pub fn apply_whole_response(body: &[u8], m: &mut Measured) -> Result<(), RequestError> {
     let chunk: Chunk = serde_json::from_slice(body).map_err(|e| {
         RequestError::new(ErrorKind::BadEvent, format!("malformed JSON response: {e}"))
     })?;
@@ -180,14 +181,10 @@ pub fn apply_whole_response(body: &[u8], t: u64, m: &mut Measured) -> Result<(),
         if let Some(msg) = &c.message {
             if let Some(text) = msg.content.as_deref().filter(|s| !s.is_empty()) {
                 m.reply.push_str(text);
-                m.ttfc_us = Some(t);
                 output = true;
             }
             output |= msg.tool_calls.as_ref().is_some_and(|v| !v.is_empty());
         }
-    }
-    if output {
-        m.ttft_us = Some(t);
     }
     if let Some(u) = chunk.usage {
         apply_usage(&u, m);

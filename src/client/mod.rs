@@ -3,6 +3,7 @@
 
 pub mod chunk;
 mod connect_timing;
+pub mod measured;
 pub mod sse;
 
 use std::time::{Duration, Instant};
@@ -11,15 +12,50 @@ use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::Serialize;
 
-use crate::config::{Secret, Settings};
-pub use crate::metrics::Measured;
-use crate::metrics::{ErrorKind, RequestError};
+use crate::config::{Secret, TargetSettings};
+pub use measured::{ErrorKind, Measured, RequestError};
 
-/// A chat message as sent; borrowed so the shared document text is never copied.
-#[derive(Debug, Serialize)]
+/// A chat message as sent: its content is the concatenation of `parts`, borrowed so
+/// that the document text shared by conversations is never copied.
+#[derive(Debug)]
 pub struct Message<'a> {
     pub role: &'a str,
-    pub content: &'a str,
+    pub parts: &'a [&'a str],
+}
+
+impl Serialize for Message<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Joined<'a>(&'a [&'a str]);
+        impl std::fmt::Display for Joined<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.iter().try_for_each(|p| f.write_str(p))
+            }
+        }
+        struct Content<'a>(&'a [&'a str]);
+        impl Serialize for Content<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    [one] => s.serialize_str(one),
+                    parts => s.collect_str(&Joined(parts)),
+                }
+            }
+        }
+        let mut st = s.serialize_struct("Message", 2)?;
+        st.serialize_field("role", self.role)?;
+        st.serialize_field("content", &Content(self.parts))?;
+        st.end()
+    }
+}
+
+impl Message<'_> {
+    /// Bytes of the content.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[derive(Serialize)]
@@ -57,63 +93,41 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Build the client. `base` is the URL including `/v1`.
-    pub fn new(base: &str, settings: &Settings) -> anyhow::Result<Endpoint> {
+    /// Build the client for `base` (the URL including `/v1`) from the validated
+    /// target settings: certificates and the auth header are ready-made there.
+    pub fn new(base: &reqwest::Url, t: &TargetSettings) -> anyhow::Result<Endpoint> {
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
+            .connect_timeout(t.connect_timeout)
             .tcp_nodelay(true)
             .connector_layer(connect_timing::TimingLayer)
             .user_agent(concat!("turnbench/", env!("CARGO_PKG_VERSION")));
-        if !settings.keep_alive {
+        if !t.keep_alive {
             // A new connection per request, so a load balancer sees every request.
             builder = builder.pool_max_idle_per_host(0);
         }
-        if let Some(path) = &settings.ca_cert {
-            let pem = std::fs::read(path)?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
-                builder = builder.add_root_certificate(cert);
-            }
+        for cert in &t.ca_certs {
+            builder = builder.add_root_certificate(cert.clone());
         }
-        if settings.insecure {
+        if t.insecure {
             builder = builder.danger_accept_invalid_certs(true);
         }
-        let host_is_loopback = reqwest::Url::parse(base)
-            .ok()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]")
-            })
-            .unwrap_or(false);
+        let host_is_loopback = base
+            .host_str()
+            .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
         if host_is_loopback {
             builder = builder.no_proxy();
         }
-        let http = builder.build()?;
-        let auth = match &settings.api_key {
-            Some(key) => {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                        anyhow::anyhow!(
-                            "the API key contains characters not allowed in an HTTP header"
-                        )
-                    })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+        let base_text = base.as_str().trim_end_matches('/').to_string();
         Ok(Endpoint {
-            base: base.trim_end_matches('/').to_string(),
-            chat_url: reqwest::Url::parse(&format!(
-                "{}/chat/completions",
-                base.trim_end_matches('/')
-            ))?,
-            auth,
-            key: settings.api_key.clone(),
-            http,
-            timeout: Duration::from_secs_f64(settings.timeout),
-            idle_timeout: Duration::from_secs_f64(settings.idle_timeout),
-            include_usage: settings.include_usage,
-            keep_alive: settings.keep_alive,
+            chat_url: reqwest::Url::parse(&format!("{base_text}/chat/completions"))?,
+            base: base_text,
+            auth: t.auth.as_ref().map(|a| a.header.clone()),
+            key: t.auth.as_ref().map(|a| a.key.clone()),
+            http: builder.build()?,
+            timeout: t.timeout,
+            idle_timeout: t.idle_timeout,
+            include_usage: t.include_usage,
+            keep_alive: t.keep_alive,
         })
     }
 
@@ -201,7 +215,7 @@ impl Endpoint {
         };
         // Sized up front: growing by doubling would leave up to half of every body,
         // held while its request is in flight, as unused capacity.
-        let text: usize = messages.iter().map(|m| m.content.len() + 32).sum();
+        let text: usize = messages.iter().map(|m| m.len() + 32).sum();
         let mut buf = Vec::with_capacity(text + text / 16 + 256);
         serde_json::to_writer(&mut buf, &req).expect("chat request serializes");
         Bytes::from(buf)
@@ -226,6 +240,7 @@ impl Endpoint {
             // connection is ready: connecting is reported on its own, not inside TTFT.
             m.connect_us = Some(c.took_us);
             let shift = micros(c.ready_at.saturating_duration_since(start));
+            m.ready_after_us = shift;
             for v in [
                 &mut m.ttfb_us,
                 &mut m.first_event_us,
@@ -293,8 +308,10 @@ impl Endpoint {
             }
             let t = micros(start.elapsed());
             m.first_event_us = Some(t);
-            return chunk::apply_whole_response(&buf, t, m);
+            m.e2e_us = Some(t);
+            return chunk::apply_whole_response(&buf, m);
         }
+        m.streamed = true;
 
         let mut parser = sse::Parser::new();
         let mut state = chunk::StreamState::default();
@@ -303,6 +320,7 @@ impl Endpoint {
                 break;
             };
             let t = micros(start.elapsed());
+            m.reads = m.reads.saturating_add(1);
             let mut failure = None;
             parser
                 .feed(&bytes, &mut |ev| {
@@ -457,11 +475,12 @@ mod tests {
     #[test]
     fn no_part_of_an_echoed_key_survives_shortening() {
         let key = "sk-SECRET-0123456789abcdefghij";
-        let settings = Settings {
-            api_key: Some(Secret::new(key)),
-            ..Settings::default()
-        };
-        let ep = Endpoint::new("http://127.0.0.1:9/v1", &settings).unwrap();
+        let mut target = crate::config::Settings::default().target;
+        target.auth = Some(crate::config::Auth {
+            key: Secret::new(key),
+            header: HeaderValue::from_static("Bearer x"),
+        });
+        let ep = Endpoint::new(&"http://127.0.0.1:9/v1".parse().unwrap(), &target).unwrap();
         // The key straddles the cut: shortening first would keep its first part.
         let text = format!("{} received {key}", "x".repeat(MAX_MESSAGE_CHARS - 15));
         let shown = ep.public(&text);

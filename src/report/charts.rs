@@ -4,18 +4,8 @@
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-/// One request as the charts see it (a row of results.json's `requests`).
-#[derive(Debug, Clone, Default)]
-pub struct Point {
-    pub turn: u32,
-    pub start_s: f64,
-    pub ttft_ms: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    pub output_tokens: Option<f64>,
-    pub prompt_tokens: Option<f64>,
-    pub cached_tokens: Option<f64>,
-    pub error: Option<String>,
-}
+use crate::client::ErrorKind;
+use crate::state::{Hist, RunState, Second};
 
 const W: u32 = 720;
 const H: u32 = 340;
@@ -156,20 +146,27 @@ pub fn ttft_by_turn(turns: &[(u32, f64, f64)]) -> Result<String> {
     })
 }
 
-/// Cumulative distribution of TTFT, with the P95 threshold marked.
-pub fn ttft_cdf(points: &[Point], threshold_ms: f64) -> Result<String> {
+/// Cumulative distribution of TTFT from its histogram, with the P95 threshold marked.
+pub fn ttft_cdf(h: &Hist, threshold_ms: f64) -> Result<String> {
     let title = "TTFT distribution (cumulative)";
-    let mut v: Vec<f64> = points
-        .iter()
-        .filter(|p| p.error.is_none())
-        .filter_map(|p| p.ttft_ms)
-        .collect();
-    if v.is_empty() {
+    if h.is_empty() {
         return empty(title, "no successful request");
     }
-    v.sort_by(f64::total_cmp);
-    let xmax = top(v[v.len() - 1].max(threshold_ms));
-    let n = v.len() as f64;
+    let n = h.len() as f64;
+    let mut seen = 0u64;
+    let mut curve: Vec<(f64, f64)> = Vec::new();
+    for v in h.0.iter_recorded() {
+        seen += v.count_at_value();
+        curve.push((
+            v.value_iterated_to() as f64 / 1000.0,
+            seen as f64 / n * 100.0,
+        ));
+    }
+    let step = (curve.len() / 2000).max(1);
+    let last = *curve.last().expect("not empty");
+    let mut curve: Vec<(f64, f64)> = curve.into_iter().step_by(step).collect();
+    curve.push(last);
+    let xmax = top(last.0.max(threshold_ms));
     let frame = Frame {
         title,
         x: 0.0..xmax,
@@ -180,13 +177,6 @@ pub fn ttft_cdf(points: &[Point], threshold_ms: f64) -> Result<String> {
         legend: SeriesLabelPosition::LowerRight,
     };
     draw(frame, |chart| {
-        let step = (v.len() / 2000).max(1);
-        let curve: Vec<(f64, f64)> = v
-            .iter()
-            .enumerate()
-            .step_by(step)
-            .map(|(i, x)| (*x, (i + 1) as f64 / n * 100.0))
-            .collect();
         chart
             .draw_series(LineSeries::new(curve, colour(0).stroke_width(2)))
             .map_err(err)?
@@ -213,109 +203,116 @@ pub fn ttft_cdf(points: &[Point], threshold_ms: f64) -> Result<String> {
     })
 }
 
-/// A scatter of one value of every request over the run's time, coloured by turn.
-fn scatter_by_turn(
-    points: &[Point],
+/// Named lines over the run's time (seconds since its start).
+fn lines_over_time(
     title: &str,
     y_desc: &str,
-    value: impl Fn(&Point) -> Option<f64>,
+    empty_why: &str,
+    series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<String> {
-    let pts: Vec<(f64, f64, u32)> = points
-        .iter()
-        .filter(|p| p.error.is_none())
-        .filter_map(|p| Some((p.start_s, value(p)?, p.turn)))
-        .collect();
-    if pts.is_empty() {
-        return empty(title, "no successful request");
+    if series.iter().all(|(_, pts)| pts.is_empty()) {
+        return empty(title, empty_why);
     }
-    let max_turn = pts.iter().map(|p| p.2).max().unwrap_or(1);
+    let all = series.iter().flat_map(|(_, p)| p.iter());
+    let (xmax, ymax) = all.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
     let frame = Frame {
         title,
-        x: 0.0..top(pts.iter().map(|p| p.0).fold(0.0, f64::max)),
-        y: 0.0..top(pts.iter().map(|p| p.1).fold(0.0, f64::max)),
+        x: 0.0..top(xmax),
+        y: 0.0..top(ymax),
         x_desc: "time since start (s)",
         y_desc: y_desc.into(),
         whole_x: None,
         legend: SeriesLabelPosition::UpperRight,
     };
     draw(frame, |chart| {
-        // Thin out huge runs: a chart of 5,000 points per turn shows the same picture.
-        let step = (pts.len() / 20_000).max(1);
-        for turn in 1..=max_turn {
-            let c = colour(turn as usize - 1);
-            let series: Vec<(f64, f64)> = pts
-                .iter()
-                .filter(|p| p.2 == turn)
-                .step_by(step)
-                .map(|p| (p.0, p.1))
-                .collect();
-            if series.is_empty() {
-                continue;
-            }
-            let drawn = chart
-                .draw_series(series.into_iter().map(|p| Circle::new(p, 2, c.filled())))
-                .map_err(err)?;
-            if turn <= 10 {
-                drawn
-                    .label(format!("turn {turn}"))
-                    .legend(move |(x, y)| Circle::new((x + 6, y), 3, c.filled()));
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            if pts.len() <= 120 {
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 2, c.filled())))
+                    .map_err(err)?;
             }
         }
         Ok(())
     })
 }
 
-pub fn ttft_over_time(points: &[Point]) -> Result<String> {
-    scatter_by_turn(
-        points,
-        "TTFT of every request over time, by turn",
+/// Seconds of the run with their offset from its first second.
+fn seconds(state: &RunState) -> impl Iterator<Item = (f64, &Second)> {
+    let first = state.timeline.keys().next().copied().unwrap_or(0);
+    state
+        .timeline
+        .iter()
+        .map(move |(k, s)| ((k - first) as f64, s))
+}
+
+pub fn ttft_over_time(state: &RunState) -> Result<String> {
+    let mean: Vec<(f64, f64)> = seconds(state)
+        .filter(|(_, s)| s.ttft_n > 0)
+        .map(|(t, s)| (t, s.ttft_sum_us as f64 / s.ttft_n as f64 / 1000.0))
+        .collect();
+    let max: Vec<(f64, f64)> = seconds(state)
+        .filter(|(_, s)| s.ttft_n > 0)
+        .map(|(t, s)| (t, s.ttft_max_us as f64 / 1000.0))
+        .collect();
+    lines_over_time(
+        "TTFT over time (per second of the run)",
         "TTFT (ms)",
-        |p| p.ttft_ms,
+        "no successful request",
+        &[("mean".into(), mean), ("max".into(), max)],
     )
 }
 
-pub fn e2e_over_time(points: &[Point]) -> Result<String> {
-    scatter_by_turn(
-        points,
-        "End-to-end latency of every request over time",
+pub fn e2e_over_time(state: &RunState) -> Result<String> {
+    let mean: Vec<(f64, f64)> = seconds(state)
+        .filter(|(_, s)| s.e2e_n > 0)
+        .map(|(t, s)| (t, s.e2e_sum_us as f64 / s.e2e_n as f64 / 1000.0))
+        .collect();
+    lines_over_time(
+        "End-to-end latency over time (mean per second)",
         "E2E (ms)",
-        |p| p.e2e_ms,
+        "no successful request",
+        &[("mean E2E".into(), mean)],
     )
 }
 
-/// Output tokens per second of each request (tokens after the first ÷ decode time).
-pub fn tokens_per_second(points: &[Point]) -> Result<String> {
-    scatter_by_turn(
-        points,
-        "Output tokens per second of every request",
-        "tokens/s",
-        |p| {
-            let (n, e2e, ttft) = (p.output_tokens?, p.e2e_ms?, p.ttft_ms?);
-            (n > 1.0 && e2e > ttft).then(|| (n - 1.0) / ((e2e - ttft) / 1000.0))
-        },
+/// Output tokens and requests started, per second of the run.
+pub fn throughput_over_time(state: &RunState) -> Result<String> {
+    let tokens: Vec<(f64, f64)> = seconds(state)
+        .map(|(t, s)| (t, s.output_tokens as f64))
+        .collect();
+    let requests: Vec<(f64, f64)> = seconds(state)
+        .map(|(t, s)| (t, s.requests as f64))
+        .collect();
+    lines_over_time(
+        "Throughput over time",
+        "per second",
+        "no request",
+        &[
+            ("output tokens/s".into(), tokens),
+            ("requests/s".into(), requests),
+        ],
     )
 }
 
-/// Mean prompt and server-reported cached tokens per turn.
-pub fn cached_by_turn(points: &[Point]) -> Result<String> {
+/// Mean prompt and server-reported cached tokens per turn: `(turn, prompt, cached)`.
+pub fn cached_by_turn(per_turn: &[(u32, f64, f64)]) -> Result<String> {
     let title = "Server-reported cached tokens per turn (mean)";
-    let mut per_turn: std::collections::BTreeMap<u32, (f64, f64, f64)> = Default::default();
-    for p in points.iter().filter(|p| p.error.is_none()) {
-        if let (Some(prompt), Some(cached)) = (p.prompt_tokens, p.cached_tokens) {
-            let e = per_turn.entry(p.turn).or_default();
-            e.0 += prompt;
-            e.1 += cached;
-            e.2 += 1.0;
-        }
-    }
     if per_turn.is_empty() {
-        return empty(title, "the server reported no usage");
+        return empty(title, "the server reported no cached tokens");
     }
-    let max_turn = *per_turn.keys().max().unwrap_or(&1);
+    let max_turn = per_turn.iter().map(|t| t.0).max().unwrap_or(1);
     let frame = Frame {
         title,
         x: 0.5..max_turn as f64 + 0.5,
-        y: 0.0..top(per_turn.values().map(|v| v.0 / v.2).fold(0.0, f64::max)),
+        y: 0.0..top(per_turn.iter().map(|v| v.1).fold(0.0, f64::max)),
         x_desc: "turn",
         y_desc: "tokens".into(),
         whole_x: Some(max_turn),
@@ -327,8 +324,8 @@ pub fn cached_by_turn(points: &[Point]) -> Result<String> {
             let off = if i == 0 { -0.2 } else { 0.0 };
             let bars: Vec<Rectangle<(f64, f64)>> = per_turn
                 .iter()
-                .map(|(t, v)| {
-                    let y = if i == 0 { v.0 / v.2 } else { v.1 / v.2 };
+                .map(|(t, prompt, cached)| {
+                    let y = if i == 0 { *prompt } else { *cached };
                     Rectangle::new(
                         [(*t as f64 + off, 0.0), (*t as f64 + off + 0.2, y)],
                         c.filled(),
@@ -345,53 +342,23 @@ pub fn cached_by_turn(points: &[Point]) -> Result<String> {
     })
 }
 
-/// Failed requests per time bucket, one line per error kind.
-pub fn errors_over_time(points: &[Point], wall_s: f64) -> Result<String> {
-    let title = "Errors over time, by kind";
-    let failed: Vec<(f64, &str)> = points
-        .iter()
-        .filter_map(|p| Some((p.start_s, p.error.as_deref()?)))
-        .collect();
-    if failed.is_empty() {
-        return empty(title, "no request failed");
-    }
-    let span = top(wall_s.max(failed.iter().map(|f| f.0).fold(0.0, f64::max)));
-    let buckets = 40usize;
-    let width = span / buckets as f64;
-    let mut kinds: Vec<&str> = failed.iter().map(|f| f.1).collect();
+/// Failed requests per second of the run, one line per error kind.
+pub fn errors_over_time(state: &RunState) -> Result<String> {
+    let mut kinds: Vec<ErrorKind> = state.errors.keys().copied().collect();
     kinds.sort_unstable();
-    kinds.dedup();
-    let mut counts = vec![vec![0u32; buckets]; kinds.len()];
-    for (t, k) in &failed {
-        let b = ((t / width) as usize).min(buckets - 1);
-        let ki = kinds.iter().position(|x| x == k).expect("kind listed");
-        counts[ki][b] += 1;
-    }
-    let frame = Frame {
-        title,
-        x: 0.0..span,
-        y: 0.0..top(counts.iter().flatten().copied().max().unwrap_or(1) as f64),
-        x_desc: "time since start (s)",
-        y_desc: format!("failed requests per {width:.1} s"),
-        whole_x: None,
-        legend: SeriesLabelPosition::UpperRight,
-    };
-    draw(frame, |chart| {
-        for (ki, kind) in kinds.iter().enumerate() {
-            let c = colour(ki + 3);
-            let series: Vec<(f64, f64)> = counts[ki]
-                .iter()
-                .enumerate()
-                .map(|(b, n)| ((b as f64 + 0.5) * width, *n as f64))
+    let series: Vec<(String, Vec<(f64, f64)>)> = kinds
+        .iter()
+        .map(|k| {
+            let pts = seconds(state)
+                .map(|(t, s)| (t, s.errors.get(k).copied().unwrap_or(0) as f64))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(series, c.stroke_width(2)))
-                .map_err(err)?
-                .label(kind.to_string())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-        }
-        Ok(())
-    })
+            (k.label().to_string(), pts)
+        })
+        .collect();
+    lines_over_time(
+        "Errors over time, by kind",
+        "failed requests per second",
+        "no request failed",
+        &series,
+    )
 }

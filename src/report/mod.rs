@@ -1,63 +1,34 @@
-//! Reports: the human summary, the AgnosticD user-info block, results.json and
-//! requests.csv. Every writer takes any `io::Write`, so reports are testable.
+//! Reports, all functions of a run's state: the human summary, the AgnosticD
+//! user-info block, results.json, requests.csv and the HTML page. Every writer takes
+//! any `io::Write`, so reports are testable; [`write_stdout`] is the one order in
+//! which a measuring command prints.
 
 pub mod charts;
 pub mod html;
 pub mod serve;
 
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::path::Path;
 
-use serde::Serialize;
-
-use crate::config::Settings;
-use crate::metrics::{RequestRecord, Stats, Summary};
-use crate::verdict::{Thresholds, Verdict};
+use crate::state::hist::Bounds;
+use crate::state::results::{self, RequestRow, Requests, Saved, SCHEMA_VERSION};
+use crate::state::stats::{Stats, Summary};
+use crate::state::{RunState, Target};
+use crate::verdict::{judge, Verdict};
 
 pub const BEGIN_MARKER: &str = "# BEGIN TURNBENCH USER INFO";
 pub const END_MARKER: &str = "# END TURNBENCH USER INFO";
+pub use crate::state::results::{RESULTS_BEGIN, RESULTS_END};
 
-/// What was benchmarked.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Target {
-    /// The built-in simulator, started in-process because no URL was given.
-    Simulator {
-        url: String,
-    },
-    Endpoint {
-        url: String,
-    },
-}
-
-impl Target {
-    pub fn url(&self) -> &str {
-        match self {
-            Target::Simulator { url } | Target::Endpoint { url } => url,
-        }
-    }
-}
-
-/// Everything a report shows about one run.
-#[derive(Debug, Clone, Serialize)]
+/// A run's state with what is derived from it: statistics and verdict.
+#[derive(Debug, Clone)]
 pub struct RunReport {
-    pub version: &'static str,
-    pub target: Target,
-    pub model: Option<String>,
-    pub seed: u64,
-    #[serde(skip)]
-    pub settings: Settings,
-    pub thresholds: Thresholds,
+    pub state: RunState,
     pub stats: Stats,
     pub verdict: Verdict,
-    /// Why the run stopped early (a signal), when it did.
-    pub partial: Option<String>,
-    /// Why the endpoint could not be used at all, when it could not.
-    pub endpoint_unusable: Option<String>,
-    pub warmup_requests: u64,
-    pub warmup_failed: u64,
-    /// Requests still in flight when a stopped run's grace period ended.
-    pub abandoned_requests: u64,
+    /// The per-request rows, when they were kept.
+    pub requests: Option<Requests>,
 }
 
 fn ms(v: f64) -> String {
@@ -83,42 +54,96 @@ fn summary_block(out: &mut Vec<String>, title: &str, s: &Option<Summary>) {
                 out.push(format!("  {:<5} {:>12}", format!("{label}:"), ms(v)));
             }
         }
-        None => out.push("  N/A (no successful request)".into()),
+        None => out.push("  N/A (no successful request with a first token)".into()),
     }
 }
 
 impl RunReport {
-    /// The report as lines a person reads; the summary on stdout and the user-info
-    /// `msg` are both this text.
+    pub fn new(state: RunState, requests: Option<Requests>) -> RunReport {
+        let stats = state.stats();
+        let verdict = judge(&state, &stats);
+        RunReport {
+            state,
+            stats,
+            verdict,
+            requests,
+        }
+    }
+
+    /// A saved run, read back.
+    pub fn from_saved(saved: Saved) -> RunReport {
+        RunReport::new(saved.run, saved.requests)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.state.meta.user_info_prefix
+    }
+
+    /// Whether the report covers less than the plan (a signal, missing shards).
+    pub fn partial(&self) -> Option<String> {
+        let meta = &self.state.meta;
+        let missing = meta.shard_count as usize - meta.shards.len().min(meta.shard_count as usize);
+        match (&self.state.partial, missing) {
+            (Some(p), _) => Some(p.clone()),
+            (None, 0) => None,
+            (None, n) => Some(format!(
+                "{} of {} shards merged ({n} missing)",
+                meta.shards.len(),
+                meta.shard_count
+            )),
+        }
+    }
+
+    /// The report as lines a person reads: the summary on stdout.
     pub fn lines(&self) -> Vec<String> {
         let s = &self.stats;
-        let set = &self.settings;
+        let st = &self.state;
+        let meta = &st.meta;
+        let w = &meta.workload;
         let mut out = Vec::new();
         let rule = "=".repeat(80);
         out.push(rule.clone());
         out.push("BENCHMARK SUMMARY".into());
         out.push(rule.clone());
-        if let Some(why) = &self.partial {
+        if let Some(why) = self.partial() {
             out.push(format!("PARTIAL RESULTS: {why}"));
         }
-        if let Some(why) = &self.endpoint_unusable {
+        if let Some(why) = &st.endpoint_unusable {
             out.push(format!("ENDPOINT NOT USABLE: {why}"));
         }
-        match &self.target {
+        match &meta.target {
             Target::Simulator { url } => {
                 out.push("TARGET: the built-in simulator (no URL given) — these figures describe the simulator, not a real endpoint".into());
                 out.push(format!("Endpoint: {url} (simulator)"));
             }
             Target::Endpoint { url } => out.push(format!("Endpoint: {url}")),
         }
-        out.push(format!("Model: {}", self.model.as_deref().unwrap_or("N/A")));
-        out.push(format!("Seed: {}", self.seed));
+        out.push(format!("Model: {}", meta.model.as_deref().unwrap_or("N/A")));
+        out.push(format!("Seed: {}", meta.seed));
+        out.push(format!(
+            "Salt: {}",
+            meta.salt
+                .as_deref()
+                .unwrap_or("none (prompts as the tool this replaces sent them)")
+        ));
+        if meta.shard_count > 1 {
+            let shards: Vec<String> = meta.shards.iter().map(u32::to_string).collect();
+            out.push(format!(
+                "Shards: {} of {} ({})",
+                meta.shards.len(),
+                meta.shard_count,
+                shards.join(", ")
+            ));
+        }
         out.push(format!(
             "Workload: {} conversations x {} turns, {} parallel, think time {}-{} s, max_tokens {}, warm-up {} ({} failed)",
-            set.conversations, set.turns, set.parallel, set.min_delay, set.max_delay, set.max_tokens,
-            self.warmup_requests, self.warmup_failed
+            w.conversations, w.turns, w.parallel, w.min_delay, w.max_delay, w.max_tokens,
+            st.counts.warmup_requests, st.counts.warmup_failed
         ));
-        if set.insecure {
+        if let (Some(a), Some(b)) = (st.started_at, st.ended_at) {
+            out.push(format!("Measured: {} to {}", a.rfc3339(), b.rfc3339()));
+        }
+        if meta.insecure {
             out.push("TLS certificate verification: OFF (--insecure)".into());
         }
         out.push(String::new());
@@ -127,11 +152,11 @@ impl RunReport {
         out.push(format!("Failed requests: {}", s.failed_requests));
         out.push(format!(
             "Completed conversations: {}/{}",
-            s.conversations_completed, set.conversations
+            s.conversations_completed, w.conversations
         ));
         out.push(format!("Requests per second: {:.2}", s.requests_per_second));
-        if self.abandoned_requests > 0 {
-            out.push(format!("Abandoned in flight: {}", self.abandoned_requests));
+        if st.counts.abandoned > 0 {
+            out.push(format!("Abandoned in flight: {}", st.counts.abandoned));
         }
         out.push(String::new());
         summary_block(&mut out, "Time to First Token (TTFT)", &s.ttft);
@@ -145,6 +170,7 @@ impl RunReport {
             ("Connect (DNS+TCP+TLS)", &s.connect),
             ("Inter-token latency", &s.itl),
             ("Time per output token", &s.tpot),
+            ("Client lag (own timer lateness)", &s.client_lag),
         ] {
             match v {
                 Some(x) => out.push(format!(
@@ -174,13 +200,20 @@ impl RunReport {
             )),
             _ => out.push("Prompt tokens: N/A (the server sent no usage)".into()),
         }
+        out.push(format!(
+            "Warm first turns (mostly cached): {}",
+            s.warm_first_turns
+        ));
         out.push(String::new());
         out.push("TTFT by Turn Number:".into());
-        for (turn, x) in &s.ttft_by_turn {
-            out.push(format!(
-                "  Turn {turn}: {:.2} ms avg (P50 {:.2}, P95 {:.2}, n={})",
-                x.mean_ms, x.p50_ms, x.p95_ms, x.count
-            ));
+        for t in s.by_turn.values() {
+            match &t.ttft {
+                Some(x) => out.push(format!(
+                    "  Turn {}: {:.2} ms avg (P50 {:.2}, P95 {:.2}, n={})",
+                    t.label, x.mean_ms, x.p50_ms, x.p95_ms, x.count
+                )),
+                None => out.push(format!("  Turn {}: N/A (n=0)", t.label)),
+            }
         }
         out.push(String::new());
         out.push("TTFT by Document Type:".into());
@@ -228,6 +261,14 @@ impl RunReport {
                 ));
             }
         }
+        if !self.verdict.warnings.is_empty() {
+            out.push(String::new());
+            out.push("Warnings:".into());
+            for w in &self.verdict.warnings {
+                out.push(format!("  {}: {}", w.id, w.message));
+            }
+        }
+        let t = &meta.thresholds;
         out.push(String::new());
         out.push(format!(
             "Status: {} ({})",
@@ -238,15 +279,15 @@ impl RunReport {
             "Cache status: {} (speedup {} vs threshold {:.2}, excellent above {:.2})",
             self.verdict.cache_status.label(),
             opt2(s.speedup_ratio),
-            self.thresholds.speedup,
-            1.5 * self.thresholds.speedup
+            t.speedup,
+            1.5 * t.speedup
         ));
         out.push(format!(
             "Thresholds: TTFT P95 < {:.2} ms (WARN below {:.2} ms), speedup > {:.2}, error rate <= {:.2}%",
-            self.thresholds.ttft_p95_ms,
-            2.0 * self.thresholds.ttft_p95_ms,
-            self.thresholds.speedup,
-            self.thresholds.max_error_rate * 100.0
+            t.ttft_p95_ms,
+            2.0 * t.ttft_p95_ms,
+            t.speedup,
+            t.max_error_rate * 100.0
         ));
         out.push(rule);
         out
@@ -255,7 +296,9 @@ impl RunReport {
     /// The user-info data keys (without prefix) and their string values.
     pub fn data(&self) -> Vec<(&'static str, String)> {
         let s = &self.stats;
+        let meta = &self.state.meta;
         let t = s.ttft;
+        let threshold = format!("{:.2}", meta.thresholds.ttft_p95_ms);
         vec![
             ("p50_ms", opt2(t.map(|x| x.p50_ms))),
             ("p95_ms", opt2(t.map(|x| x.p95_ms))),
@@ -271,17 +314,33 @@ impl RunReport {
                 "requests_per_second",
                 format!("{:.2}", s.requests_per_second),
             ),
-            (
-                "p95_threshold_ms",
-                format!("{:.2}", self.thresholds.ttft_p95_ms),
-            ),
+            ("p95_threshold_ms", threshold),
             (
                 "speedup_threshold",
-                format!("{:.2}", self.thresholds.speedup),
+                format!("{:.2}", meta.thresholds.speedup),
             ),
-            ("model", self.model.clone().unwrap_or_else(|| "N/A".into())),
-            ("seed", self.seed.to_string()),
+            ("model", meta.model.clone().unwrap_or_else(|| "N/A".into())),
+            ("seed", meta.seed.to_string()),
+            ("salt", meta.salt.clone().unwrap_or_else(|| "none".into())),
+            ("warm_first_turns", s.warm_first_turns.to_string()),
+            ("warnings", self.verdict.warnings.len().to_string()),
         ]
+    }
+
+    /// The data keys with their prefix.
+    pub fn prefixed_data(&self) -> BTreeMap<String, String> {
+        self.data()
+            .into_iter()
+            .map(|(k, v)| (format!("{}_{k}", self.prefix()), v))
+            .collect()
+    }
+
+    /// The lines of the user-info `msg`: what a person reads in the catalog.
+    pub fn card_lines(&self) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|l| !l.starts_with("===="))
+            .collect()
     }
 
     pub fn write_summary(&self, w: &mut dyn Write) -> io::Result<()> {
@@ -293,11 +352,10 @@ impl RunReport {
 
     /// The AgnosticD user-info block between its markers; valid YAML on its own.
     pub fn write_user_info(&self, w: &mut dyn Write) -> io::Result<()> {
-        let prefix = &self.settings.user_info_prefix;
         writeln!(w, "{BEGIN_MARKER}")?;
         writeln!(w, "agnosticd_user_info:")?;
         writeln!(w, "  msg: |-")?;
-        for line in self.lines().iter().filter(|l| !l.starts_with("====")) {
+        for line in self.card_lines() {
             let clean: String = line
                 .chars()
                 .map(|c| if yaml_plain(c) { c } else { ' ' })
@@ -310,52 +368,40 @@ impl RunReport {
             }
         }
         writeln!(w, "  data:")?;
+        let prefix = self.prefix();
         for (key, value) in self.data() {
-            let quoted = yaml_quote(&value);
-            writeln!(w, "    {prefix}_{key}: {quoted}")?;
+            writeln!(w, "    {prefix}_{key}: {}", yaml_quote(&value))?;
         }
         writeln!(w, "{END_MARKER}")?;
         Ok(())
     }
 
-    /// Summary then user-info block: what `turnbench run` prints on stdout.
-    pub fn write_stdout(&self, w: &mut dyn Write) -> io::Result<()> {
-        self.write_summary(w)?;
-        writeln!(w)?;
-        self.write_user_info(w)?;
-        w.flush()
+    /// results.json: the state, with its derived figures for readers (recomputed,
+    /// never read back) and the rows when kept.
+    pub fn results_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "histogram_bounds": Bounds::ours(),
+            "run": self.state,
+            "stats": self.stats,
+            "verdict": self.verdict,
+            "user_info": self.prefixed_data(),
+            "requests": self.requests,
+        })
     }
+}
 
-    /// Everything a later `turnbench report` needs, the per-request rows included.
-    pub fn results_json(
-        &self,
-        histograms: &std::collections::BTreeMap<String, String>,
-        records: &[RequestRecord],
-    ) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).expect("report serializes");
-        v["requests"] = request_rows(records);
-        v["settings"] = self.settings.to_public_json();
-        v["histograms"] = serde_json::to_value(histograms).expect("map serializes");
-        v["histogram_bounds"] = serde_json::json!({
-            "unit": "microseconds",
-            "low": crate::metrics::HIST_LOW_US,
-            "high": crate::metrics::HIST_HIGH_US,
-            "significant_digits": crate::metrics::HIST_SIGFIG,
-            "encoding": "HdrHistogram V2 deflate, base64",
-        });
-        v["user_info"] = serde_json::Value::Object(
-            self.data()
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        format!("{}_{k}", self.settings.user_info_prefix),
-                        serde_json::Value::String(v),
-                    )
-                })
-                .collect(),
-        );
-        v
+/// What a measuring command prints on stdout, in order: the summary, the compact
+/// results block when asked, and the user-info block last.
+pub fn write_stdout(w: &mut dyn Write, report: &RunReport, print_results: bool) -> io::Result<()> {
+    report.write_summary(w)?;
+    writeln!(w)?;
+    if print_results {
+        results::write_block(w, &report.results_json())?;
+        writeln!(w)?;
     }
+    report.write_user_info(w)?;
+    w.flush()
 }
 
 /// Whether `c` may stand as itself in a YAML block scalar: printable for YAML, and
@@ -382,146 +428,43 @@ fn yaml_quote(s: &str) -> String {
     out
 }
 
-/// Columns of results.json's `requests.rows`.
-pub const REQUEST_COLUMNS: &[&str] = &[
-    "conversation",
-    "turn",
-    "start_ms",
-    "ttft_ms",
-    "e2e_ms",
-    "output_tokens",
-    "prompt_tokens",
-    "cached_tokens",
-    "error_kind",
-];
-
-fn request_rows(records: &[RequestRecord]) -> serde_json::Value {
-    let ms = |us: Option<u64>| us.map(|v| ((v as f64) / 10.0).round() / 100.0);
-    let rows: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| {
-            serde_json::json!([
-                r.conversation,
-                r.turn,
-                ms(Some(r.start_us)),
-                ms(r.measured.ttft_us),
-                ms(r.measured.e2e_us),
-                r.measured.output_tokens,
-                r.measured.prompt_tokens,
-                r.measured.cached_tokens,
-                r.measured.error.as_ref().map(|e| e.kind.label()),
-            ])
-        })
-        .collect();
-    serde_json::json!({ "columns": REQUEST_COLUMNS, "rows": rows })
+/// The header line of requests.csv.
+pub fn csv_header() -> String {
+    results::REQUEST_COLUMNS.join(",")
 }
-
-pub const RESULTS_BEGIN: &str = "# BEGIN TURNBENCH RESULTS";
-pub const RESULTS_END: &str = "# END TURNBENCH RESULTS";
-
-/// At most this many request rows travel in the compact block (a ConfigMap holds
-/// 1 MiB); beyond it rows are sampled evenly and the block says so.
-pub const COMPACT_MAX_ROWS: usize = 20_000;
-
-/// results.json, gzipped and base64-encoded between markers, for logs that are the
-/// only thing left of a Job (`--print-results`).
-pub fn write_results_block(w: &mut dyn Write, results: &serde_json::Value) -> io::Result<()> {
-    let mut compact = results.clone();
-    if let Some(rows) = compact["requests"]["rows"].as_array_mut() {
-        if rows.len() > COMPACT_MAX_ROWS {
-            // Exactly COMPACT_MAX_ROWS rows, spread evenly over the run.
-            let total = rows.len();
-            *rows = (0..COMPACT_MAX_ROWS)
-                .map(|i| rows[i * total / COMPACT_MAX_ROWS].clone())
-                .collect();
-            compact["requests"]["sampled_from"] = total.into();
-        }
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    serde_json::to_writer(&mut gz, &compact).map_err(io::Error::other)?;
-    let b64 = crate::metrics::base64_encode(&gz.finish()?);
-    writeln!(w, "{RESULTS_BEGIN}")?;
-    for line in b64.as_bytes().chunks(120) {
-        w.write_all(line)?;
-        writeln!(w)?;
-    }
-    writeln!(w, "{RESULTS_END}")
-}
-
-/// Read results from a results.json, or from any text (a Job's log) holding a block
-/// written by [`write_results_block`].
-pub fn read_results(text: &str) -> Result<serde_json::Value, String> {
-    if text.trim_start().starts_with('{') {
-        return serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"));
-    }
-    let start = text
-        .rfind(RESULTS_BEGIN)
-        .ok_or("neither results.json nor a log with a TURNBENCH RESULTS block")?;
-    let rest = &text[start + RESULTS_BEGIN.len()..];
-    let end = rest
-        .find(RESULTS_END)
-        .ok_or("the TURNBENCH RESULTS block has no end marker")?;
-    let b64: String = rest[..end].split_whitespace().collect();
-    let gz = crate::metrics::base64_decode(&b64).ok_or("the results block is not valid base64")?;
-    let mut json = String::new();
-    flate2::read::GzDecoder::new(gz.as_slice())
-        .read_to_string(&mut json)
-        .map_err(|e| format!("the results block is not valid gzip: {e}"))?;
-    serde_json::from_str(&json).map_err(|e| format!("the results block is not valid JSON: {e}"))
-}
-
-/// Results read from `path` (results.json or a log with the block).
-pub fn load_results(path: &Path) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    read_results(&text)
-}
-
-/// The HTML report of the results in `path`.
-pub fn render_file(path: &Path) -> Result<String, String> {
-    html::render(&load_results(path)?)
-}
-
-pub const CSV_HEADER: &str = "conversation,turn,doc_kind,start_ms,connect_ms,ttfb_ms,first_event_ms,ttft_ms,ttfc_ms,e2e_ms,output_tokens,tokens_approx,prompt_tokens,cached_tokens,prompt_bytes,ok,error_kind,http_status,error_message";
 
 /// One row per request of the measured phase.
-pub fn write_csv(w: &mut dyn Write, records: &[RequestRecord]) -> io::Result<()> {
-    writeln!(w, "{CSV_HEADER}")?;
-    let t = |v: Option<u64>| {
-        v.map(|us| format!("{:.3}", us as f64 / 1000.0))
-            .unwrap_or_default()
-    };
+pub fn write_csv(w: &mut dyn Write, rows: &[RequestRow]) -> io::Result<()> {
+    writeln!(w, "{}", csv_header())?;
+    let t = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
-    for r in records {
-        let (kind, status, msg) = match &r.measured.error {
-            Some(e) => (
-                e.kind.label(),
-                n(e.status.map(u64::from)),
-                csv_field(&e.message),
-            ),
-            None => ("", String::new(), String::new()),
-        };
+    for r in rows {
         writeln!(
             w,
-            "{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.conversation,
             r.turn,
             r.doc_kind.label(),
-            r.start_us as f64 / 1000.0,
-            t(r.measured.connect_us),
-            t(r.measured.ttfb_us),
-            t(r.measured.first_event_us),
-            t(r.measured.ttft_us),
-            t(r.measured.ttfc_us),
-            t(r.measured.e2e_us),
-            n(r.measured.output_tokens),
-            r.measured.tokens_approx,
-            n(r.measured.prompt_tokens),
-            n(r.measured.cached_tokens),
+            r.start_ms,
+            t(r.connect_ms),
+            t(r.ttfb_ms),
+            t(r.first_event_ms),
+            t(r.ttft_ms),
+            t(r.ttfc_ms),
+            t(r.e2e_ms),
+            n(r.output_tokens),
+            r.tokens_approx,
+            n(r.prompt_tokens),
+            n(r.cached_tokens),
             r.prompt_bytes,
+            r.streamed,
             r.ok(),
-            kind,
-            status,
-            msg
+            r.error_kind.map(|k| k.label()).unwrap_or(""),
+            n(r.http_status.map(u64::from)),
+            r.error_message
+                .as_deref()
+                .map(csv_field)
+                .unwrap_or_default(),
         )?;
     }
     Ok(())
@@ -547,20 +490,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// results.json, requests.csv and report.html in `dir` (created when missing).
-pub fn write_output_dir(
-    dir: &Path,
-    results: &serde_json::Value,
-    records: &[RequestRecord],
-) -> io::Result<()> {
+/// results.json, report.html and requests.csv (when rows were kept) in `dir`,
+/// created when missing.
+pub fn write_output_dir(dir: &Path, report: &RunReport) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_vec_pretty(results).expect("json serializes");
+    let json = serde_json::to_vec_pretty(&report.results_json()).expect("json serializes");
     write_atomic(&dir.join("results.json"), &json)?;
-    let page = html::render(results).map_err(io::Error::other)?;
-    write_atomic(&dir.join("report.html"), page.as_bytes())?;
-    let mut csv = Vec::with_capacity(records.len() * 96 + 256);
-    write_csv(&mut csv, records)?;
+    write_atomic(&dir.join("report.html"), html::render(report).as_bytes())?;
+    let rows = report
+        .requests
+        .as_ref()
+        .map(|r| r.rows.as_slice())
+        .unwrap_or(&[]);
+    let mut csv = Vec::with_capacity(rows.len() * 128 + 256);
+    write_csv(&mut csv, rows)?;
     write_atomic(&dir.join("requests.csv"), &csv)
+}
+
+/// The HTML report of the saved run in `path` (results.json or a log with the block).
+pub fn render_file(path: &Path) -> Result<String, String> {
+    Ok(html::render(&RunReport::from_saved(Saved::load(path)?)))
 }
 
 /// Cut the user-info block out of text that holds it (a Job's log, say): the lines
@@ -588,22 +537,5 @@ mod tests {
             assert!(!yaml_plain(c), "{c:?} must not stand in a block scalar");
         }
         assert!(yaml_plain('✓') && yaml_plain('🙂') && yaml_plain('\t'));
-    }
-
-    #[test]
-    fn the_compact_block_round_trips_and_caps_rows_at_exactly_the_maximum() {
-        let rows: Vec<serde_json::Value> = (0..COMPACT_MAX_ROWS + 1000)
-            .map(|i| serde_json::json!([i, 1, 0.1 + i as f64 / 3.0]))
-            .collect();
-        let results = serde_json::json!({"stats": {"x": 237.34044444444442}, "requests": {"columns": ["n"], "rows": rows}});
-        let mut block = Vec::new();
-        write_results_block(&mut block, &results).unwrap();
-        let back =
-            read_results(&format!("log line\n{}", String::from_utf8(block).unwrap())).unwrap();
-        assert_eq!(back["stats"], results["stats"], "floats survive exactly");
-        let rows = back["requests"]["rows"].as_array().unwrap();
-        assert_eq!(rows.len(), COMPACT_MAX_ROWS);
-        assert_eq!(back["requests"]["sampled_from"], COMPACT_MAX_ROWS + 1000);
-        assert_eq!(rows[0], results["requests"]["rows"][0]);
     }
 }

@@ -35,8 +35,13 @@ async fn page(State(input): State<Arc<PathBuf>>) -> Response {
 }
 
 async fn results(State(input): State<Arc<PathBuf>>) -> Response {
-    match super::load_results(&input) {
-        Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+    match crate::state::results::Saved::load(&input) {
+        Ok(saved) => {
+            let json = super::RunReport::from_saved(saved)
+                .results_json()
+                .to_string();
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
         Err(e) => unavailable(e),
     }
 }

@@ -132,6 +132,73 @@ pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningS
     })
 }
 
+/// A simulator serving from a thread and runtime of its own, so that a benchmark of
+/// it measures the simulator, not two workloads competing for one scheduler.
+pub struct SimThread {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl SimThread {
+    /// The base URL including `/v1`.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+impl Drop for SimThread {
+    fn drop(&mut self) {
+        // Signal only: a graceful shutdown waits for idle keep-alive connections,
+        // which the client may still hold; the thread ends with the process.
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Start the simulator on `addr` in a thread with its own runtime.
+pub fn start_thread(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimThread> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("turnbench-sim".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("turnbench-sim")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match start(cfg, addr).await {
+                    Ok(sim) => {
+                        let _ = ready_tx.send(Ok(sim.addr));
+                        let _ = stop_rx.await;
+                        sim.shutdown().await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+    let addr = ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the simulator thread ended before serving"))??;
+    Ok(SimThread {
+        addr,
+        shutdown: Some(stop_tx),
+        _thread: thread,
+    })
+}
+
 /// The simulator's routes, for embedding in another server or a test.
 pub fn router(cfg: SimConfig) -> Router {
     let blocks = (cfg.cache_capacity_tokens as usize).saturating_mul(CHARS_PER_TOKEN) / BLOCK_BYTES;
@@ -141,7 +208,7 @@ pub fn router(cfg: SimConfig) -> Router {
         cfg,
         cache: Mutex::new(PrefixCache::new(blocks)),
         next_id: AtomicU64::new(1),
-        lateness: Mutex::new(crate::metrics::new_histogram()),
+        lateness: Mutex::new(crate::state::Hist::default().0),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -179,7 +179,7 @@ mod tests {
         // compare the documents' own text after it).
         let bodies: Vec<&str> = docs
             .iter()
-            .map(|d| d.opening.split_once("```").unwrap().1)
+            .map(|d| d.block.split_once("\n").unwrap().1)
             .collect();
         for (i, a) in bodies.iter().enumerate() {
             for b in &bodies[i + 1..] {
@@ -194,7 +194,7 @@ mod tests {
         let docs = synthetic(5000, 3);
         assert_eq!(docs.len(), 3);
         assert!(docs.iter().all(|d| d.bytes == 5000));
-        assert_ne!(docs[0].opening, docs[1].opening);
+        assert_ne!(docs[0].block, docs[1].block);
     }
 
     #[test]

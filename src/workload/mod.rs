@@ -8,15 +8,17 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{DocumentSource, Settings};
+use crate::config::{DocumentSource, SaltSetting, WorkloadSettings};
 use crate::error::ConfigError;
 
 pub use documents::{bundled, load_directory, synthetic, CODE_EXTENSIONS, TEXT_EXTENSIONS};
 
 /// Whether a document is code or prose: it picks the instruction and the questions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocKind {
     Code,
@@ -75,8 +77,8 @@ impl DocKind {
 pub struct Document {
     pub name: String,
     pub kind: DocKind,
-    /// The first user message: instruction and the whole document in a fenced block.
-    pub opening: Arc<str>,
+    /// The whole document in a fenced block: the end of every opening that uses it.
+    pub block: Arc<str>,
     pub bytes: usize,
 }
 
@@ -88,37 +90,71 @@ impl Document {
             .next()
             .filter(|_| kind == DocKind::Code)
             .unwrap_or("");
-        let opening = format!(
-            "{}\n\n```{fence_lang}\n{}\n```",
-            kind.instruction(),
-            text.trim_end()
-        );
+        let block = format!("```{fence_lang}\n{}\n```", text.trim_end());
         Document {
             name,
             kind,
-            opening: opening.into(),
+            block: block.into(),
             bytes: text.len(),
         }
+    }
+
+    /// The instruction for the document's kind: the part of an opening that every
+    /// conversation on a kind shares, as users share a system prompt.
+    pub fn instruction(&self) -> &'static str {
+        self.kind.instruction()
     }
 }
 
 /// Everything one conversation will do, decided before the run starts.
 #[derive(Debug, Clone)]
 pub struct ConversationPlan {
+    /// Index in the full plan (the same in every shard).
     pub index: u32,
     pub doc: Arc<Document>,
+    /// The salt line of this conversation's opening; empty with `--salt none`.
+    pub salt_line: String,
     /// One per turn after the first.
     pub questions: Vec<&'static str>,
     /// Think time in seconds before each turn's request, first turn included.
     pub delays: Vec<f64>,
 }
 
-/// The whole measured workload.
+impl ConversationPlan {
+    /// The opening message as the parts it is sent as: instruction, salt line and the
+    /// document. Without a salt, exactly the prompt of the tool this replaces.
+    pub fn opening(&self) -> Vec<&str> {
+        if self.salt_line.is_empty() {
+            vec![self.doc.instruction(), "\n\n", &self.doc.block]
+        } else {
+            vec![
+                self.doc.instruction(),
+                "\n\n",
+                &self.salt_line,
+                "\n\n",
+                &self.doc.block,
+            ]
+        }
+    }
+}
+
+/// The whole measured workload, every shard's part of it.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub seed: u64,
+    /// `None`: sent without a salt line.
+    pub salt: Option<String>,
     pub documents: Vec<Arc<Document>>,
     pub conversations: Vec<ConversationPlan>,
+}
+
+/// The salt of a run: as set, none, or a new random one.
+pub fn resolve_salt(setting: &SaltSetting) -> Option<String> {
+    match setting {
+        SaltSetting::Off => None,
+        SaltSetting::Fixed(s) => Some(s.clone()),
+        SaltSetting::Random => Some(format!("{:012x}", rand::rng().random::<u64>() >> 16)),
+    }
 }
 
 /// Load the documents the settings name.
@@ -134,7 +170,15 @@ impl Plan {
     /// Draw every random choice from `seed`: the order of the documents, then per
     /// conversation its questions and think times. Each conversation gets its own
     /// generator derived in order, so the plan does not depend on scheduling.
-    pub fn new(settings: &Settings, documents: Vec<Document>, seed: u64) -> Plan {
+    ///
+    /// The plan is always the full one: a shard picks its conversations from it, so
+    /// the union of all shards is exactly the unsharded plan.
+    pub fn new(
+        settings: &WorkloadSettings,
+        documents: Vec<Document>,
+        seed: u64,
+        salt: Option<String>,
+    ) -> Plan {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut documents: Vec<Arc<Document>> = documents.into_iter().map(Arc::new).collect();
         documents.shuffle(&mut rng);
@@ -159,6 +203,10 @@ impl Plan {
                 ConversationPlan {
                     index: i as u32,
                     doc,
+                    salt_line: salt
+                        .as_deref()
+                        .map(|s| format!("Run {s}, conversation {i}."))
+                        .unwrap_or_default(),
                     questions,
                     delays,
                 }
@@ -166,6 +214,7 @@ impl Plan {
             .collect();
         Plan {
             seed,
+            salt,
             documents,
             conversations,
         }
@@ -186,20 +235,20 @@ pub fn warmup_prompt(i: usize) -> String {
 mod tests {
     use super::*;
 
-    fn settings(conversations: usize, turns: usize) -> Settings {
-        Settings {
+    fn settings(conversations: usize, turns: usize) -> WorkloadSettings {
+        WorkloadSettings {
             conversations,
             turns,
-            ..Settings::default()
+            ..crate::config::Settings::default().workload
         }
     }
 
     #[test]
     fn the_same_seed_gives_the_same_plan_and_another_seed_another() {
         let s = settings(30, 5);
-        let a = Plan::new(&s, bundled(), 42);
-        let b = Plan::new(&s, bundled(), 42);
-        let c = Plan::new(&s, bundled(), 43);
+        let a = Plan::new(&s, bundled(), 42, None);
+        let b = Plan::new(&s, bundled(), 42, None);
+        let c = Plan::new(&s, bundled(), 43, None);
         let key = |p: &Plan| {
             p.conversations
                 .iter()
@@ -213,10 +262,11 @@ mod tests {
     #[test]
     fn conversation_i_opens_with_document_i_mod_n_and_documents_are_shared() {
         let s = settings(30, 3);
-        let p = Plan::new(&s, bundled(), 7);
+        let p = Plan::new(&s, bundled(), 7, Some("abc".into()));
         let n = p.documents.len();
         for c in &p.conversations {
             assert!(Arc::ptr_eq(&c.doc, &p.documents[c.index as usize % n]));
+            assert_eq!(c.salt_line, format!("Run abc, conversation {}.", c.index));
             assert_eq!(c.questions.len(), 2);
             assert_eq!(c.delays.len(), 3);
             assert!(c.delays.iter().all(|d| (0.5..=2.0).contains(d)));
@@ -229,8 +279,34 @@ mod tests {
 
     #[test]
     fn opening_holds_the_instruction_and_the_whole_document_fenced() {
-        let d = Document::new("x.py", DocKind::Code, "print('hi')\n");
-        assert!(d.opening.starts_with("You are reviewing"));
-        assert!(d.opening.ends_with("```py\nprint('hi')\n```"));
+        let doc = Arc::new(Document::new("x.py", DocKind::Code, "print('hi')\n"));
+        let conv = |salt_line: &str| ConversationPlan {
+            index: 3,
+            doc: doc.clone(),
+            salt_line: salt_line.into(),
+            questions: vec![],
+            delays: vec![],
+        };
+        let plain = conv("").opening().concat();
+        assert!(plain.starts_with("You are reviewing"));
+        assert!(plain.ends_with("code.\n\n```py\nprint('hi')\n```"));
+        // The salt sits after the shared instruction and before the document.
+        let salted = conv("Run s1, conversation 3.").opening().concat();
+        let (instruction, rest) = salted.split_once("\n\n").unwrap();
+        assert_eq!(instruction, doc.instruction());
+        assert!(rest.starts_with("Run s1, conversation 3.\n\n```py\n"));
+    }
+
+    #[test]
+    fn no_two_conversations_of_a_run_open_with_the_same_prompt() {
+        let p = Plan::new(&settings(40, 2), bundled(), 1, Some("x".into()));
+        let mut openings: Vec<String> = p
+            .conversations
+            .iter()
+            .map(|c| c.opening().concat())
+            .collect();
+        openings.sort();
+        openings.dedup();
+        assert_eq!(openings.len(), 40);
     }
 }

@@ -122,4 +122,7 @@ pub const DATA_KEYS: &[&str] = &[
     "speedup_threshold",
     "model",
     "seed",
+    "salt",
+    "warm_first_turns",
+    "warnings",
 ];
