@@ -444,16 +444,11 @@ async fn discover_model(endpoint: &Endpoint, given: Option<&str>) -> Result<Stri
             );
             Ok(m.to_string())
         }
-        (None, Some(ids)) => ids.into_iter().next().ok_or_else(|| {
-            Unusable(format!(
-                "{}/models lists no model; pass --model",
-                endpoint.base()
-            ))
-        }),
-        (None, None) => Err(Unusable(format!(
-            "GET {}/models did not answer with a model list; pass --model",
-            endpoint.base()
-        ))),
+        (None, Some(ids)) => match ids.into_iter().next() {
+            Some(m) => Ok(m),
+            None => Err(endpoint.no_model_list(true).await),
+        },
+        (None, None) => Err(endpoint.no_model_list(false).await),
     }
 }
 

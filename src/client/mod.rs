@@ -3,9 +3,12 @@
 
 pub mod chunk;
 mod connect_timing;
+pub mod diagnose;
 pub mod measured;
+mod resolve;
 pub mod sse;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -90,6 +93,8 @@ pub struct Endpoint {
     idle_timeout: Duration,
     include_usage: bool,
     keep_alive: bool,
+    /// The base URL that a 404 on chat completions suggests: probed once.
+    not_found_probe: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
 impl Endpoint {
@@ -100,6 +105,7 @@ impl Endpoint {
             .connect_timeout(t.connect_timeout)
             .tcp_nodelay(true)
             .connector_layer(connect_timing::TimingLayer)
+            .dns_resolver(Arc::new(resolve::Resolver))
             .user_agent(concat!("turnbench/", env!("CARGO_PKG_VERSION")));
         if !t.keep_alive {
             // A new connection per request, so a load balancer sees every request.
@@ -128,6 +134,7 @@ impl Endpoint {
             idle_timeout: t.idle_timeout,
             include_usage: t.include_usage,
             keep_alive: t.keep_alive,
+            not_found_probe: Arc::default(),
         })
     }
 
@@ -156,22 +163,21 @@ impl Endpoint {
     pub async fn list_models(&self) -> Result<Option<Vec<String>>, Unusable> {
         let url = reqwest::Url::parse(&format!("{}/models", self.base))
             .map_err(|e| Unusable(format!("bad URL: {e}")))?;
-        let resp =
-            tokio::time::timeout(self.timeout, self.request(reqwest::Method::GET, url).send())
-                .await
-                .map_err(|_| {
-                    Unusable(format!(
-                        "GET {}/models: no answer within {:?}",
-                        self.base, self.timeout
-                    ))
-                })?
-                .map_err(|e| {
-                    Unusable(self.public(&format!(
-                        "cannot reach {}: {}",
-                        self.base,
-                        error_chain(&e)
-                    )))
-                })?;
+        let resp = match tokio::time::timeout(
+            self.timeout,
+            self.request(reqwest::Method::GET, url).send(),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(Unusable(format!(
+                    "GET {}/models: no answer within {:?}",
+                    self.base, self.timeout
+                )))
+            }
+            Ok(Err(e)) => return Err(self.unreachable(&e).await),
+            Ok(Ok(resp)) => resp,
+        };
         let status = resp.status();
         let body = tokio::time::timeout(self.timeout, resp.bytes())
             .await
@@ -187,6 +193,13 @@ impl Endpoint {
             ))));
         }
         if !status.is_success() {
+            if diagnose::says_plain_http_to_tls(&error_message(&body)) {
+                if let Some(why) = diagnose::expects_tls(&self.base) {
+                    return Err(Unusable(
+                        self.public(&format!("cannot reach {}: {why}", self.base)),
+                    ));
+                }
+            }
             return Ok(None);
         }
         let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -230,6 +243,10 @@ impl Endpoint {
         let (result, connected) =
             connect_timing::scope(self.chat_inner(body, start, deadline, &mut m)).await;
         if let Err(mut err) = result {
+            if err.status == Some(404) && diagnose::is_path_not_found(&err.message) {
+                // Outside the timing scope: the probe's connections are not this request's.
+                err.message = format!("{}: {}", err.message, self.chat_not_found().await);
+            }
             err.message = self.public(&err.message);
             m.error = Some(err);
         } else if m.e2e_us.is_none() {
@@ -271,7 +288,7 @@ impl Endpoint {
             .send();
         let resp = match tokio::time::timeout_at(deadline.into(), send).await {
             Err(_) => return Err(timeout_error("waiting for response headers", self.timeout)),
-            Ok(Err(e)) => return Err(send_error(&e)),
+            Ok(Err(e)) => return Err(send_error(&e, &self.base)),
             Ok(Ok(r)) => r,
         };
         m.ttfb_us = Some(micros(start.elapsed()));
@@ -388,7 +405,7 @@ fn timeout_error(what: &str, limit: Duration) -> RequestError {
     )
 }
 
-fn send_error(e: &reqwest::Error) -> RequestError {
+fn send_error(e: &reqwest::Error, base: &str) -> RequestError {
     let kind = if e.is_connect() {
         ErrorKind::Connect
     } else if e.is_timeout() {
@@ -396,7 +413,8 @@ fn send_error(e: &reqwest::Error) -> RequestError {
     } else {
         ErrorKind::StreamBroken
     };
-    RequestError::new(kind, error_chain(e))
+    let message = diagnose::explain(diagnose::classify(e), base).unwrap_or_else(|| error_chain(e));
+    RequestError::new(kind, message)
 }
 
 /// `e` and its sources on one line: reqwest's top-level message alone rarely says
