@@ -49,6 +49,7 @@ pub enum Command {
     /// Run the benchmark against URL, or against the built-in simulator when no URL is given.
     #[command(
         allow_negative_numbers = true,
+        args_override_self = true,
         after_help = "Every option can also be set as TURNBENCH_<OPTION> in upper snake case \
 (TURNBENCH_API_KEY, TURNBENCH_PARALLEL, ...) or in a --config file (YAML or TOML, keys in snake \
 case). Precedence, highest first: flags, environment, config file, defaults. OPENAI_API_KEY is \

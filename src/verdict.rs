@@ -336,4 +336,38 @@ mod tests {
         assert_eq!(cache(Some(2.0)), CacheStatus::Poor);
         assert_eq!(cache(None), CacheStatus::Poor);
     }
+
+    #[test]
+    fn client_lag_above_the_bound_and_clamped_values_are_warned_and_absent_otherwise() {
+        let ids = |st: &RunState| -> Vec<&'static str> {
+            super::warnings(st, &st.stats())
+                .iter()
+                .map(|w| w.id)
+                .collect()
+        };
+        let mut st = state();
+        for _ in 0..100 {
+            st.histograms.client_lag.record(800);
+        }
+        assert!(!ids(&st).contains(&"client_lag"));
+        for _ in 0..5 {
+            st.histograms.client_lag.record(12_000);
+        }
+        assert!(ids(&st).contains(&"client_lag"));
+
+        let mut st = state();
+        st.add(&mut RequestRecord {
+            turn: 2,
+            measured: Measured {
+                ttft_us: Some(1000),
+                e2e_us: Some(crate::state::hist::HIGH_US + 1),
+                streamed: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        assert!(!ids(&state()).contains(&"clamped"));
+        assert_eq!(st.counts.clamped, 1);
+        assert!(ids(&st).contains(&"clamped"));
+    }
 }

@@ -524,6 +524,92 @@ pub fn extract_user_info(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{ErrorKind, Measured, RequestError};
+    use crate::state::{RequestRecord, RunMeta, Wall};
+
+    fn report(rows: usize) -> RunReport {
+        let mut state = RunState::new(RunMeta::for_tests());
+        state.started_at = Some(Wall(1_700_000_000_123_456));
+        let mut records = Vec::new();
+        for i in 0..rows {
+            let mut r = RequestRecord {
+                conversation: (i % 7) as u32,
+                turn: (i / 7 + 1) as u32,
+                start_us: i as u64 * 1_337,
+                prompt_bytes: 100 + i as u64,
+                measured: Measured {
+                    ttft_us: Some(1_000 + i as u64 * 17),
+                    e2e_us: Some(9_000 + i as u64 * 31),
+                    output_tokens: Some(8),
+                    prompt_tokens: Some(50),
+                    cached_tokens: Some(10),
+                    streamed: true,
+                    itl_us: vec![300, 410],
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            if i % 11 == 3 {
+                r.measured.error = Some(
+                    RequestError::new(
+                        ErrorKind::HttpStatus,
+                        "HTTP 503: \"busy\", try later".into(),
+                    )
+                    .with_status(503),
+                );
+            }
+            state.add(&mut r);
+            records.push(r);
+        }
+        state.ended_at = state
+            .started_at
+            .map(|s| s.plus_us(rows as u64 * 1_337 + 5_000));
+        crate::run::finish(state, &records)
+    }
+
+    #[test]
+    fn results_json_reads_back_into_the_same_state_and_writes_the_same_bytes() {
+        let r = report(40);
+        let json = serde_json::to_string_pretty(&r.results_json()).unwrap();
+        let saved = Saved::parse(&json).unwrap();
+        assert_eq!(saved.run, r.state);
+        assert_eq!(saved.requests, r.requests);
+        let again = RunReport::from_saved(saved);
+        assert_eq!(
+            serde_json::to_string_pretty(&again.results_json()).unwrap(),
+            json
+        );
+        assert_eq!(html::render(&again), html::render(&r));
+    }
+
+    #[test]
+    fn the_compact_block_round_trips_and_caps_rows_at_exactly_the_maximum() {
+        let r = report(results::COMPACT_MAX_ROWS + 10);
+        let mut block = Vec::new();
+        results::write_block(&mut block, &r.results_json()).unwrap();
+        let log = format!("log line\n{}\nmore log", String::from_utf8(block).unwrap());
+        let saved = Saved::parse(&log).unwrap();
+        assert_eq!(saved.run, r.state, "the state travels whole");
+        let rows = saved.requests.unwrap();
+        assert_eq!(rows.rows.len(), results::COMPACT_MAX_ROWS);
+        assert_eq!(rows.sampled_from, Some(results::COMPACT_MAX_ROWS + 10));
+        assert_eq!(rows.rows[0], r.requests.unwrap().rows[0]);
+    }
+
+    #[test]
+    fn other_schema_versions_and_other_files_are_refused_with_the_reason() {
+        let mut v = report(3).results_json();
+        v["schema_version"] = 1.into();
+        assert!(Saved::parse(&v.to_string())
+            .unwrap_err()
+            .contains("schema version 1"));
+        assert!(Saved::parse("{\"a\": 1}")
+            .unwrap_err()
+            .contains("no schema_version"));
+        assert!(Saved::parse("just a log")
+            .unwrap_err()
+            .contains("neither results.json"));
+    }
 
     #[test]
     fn text_from_servers_stays_valid_yaml() {

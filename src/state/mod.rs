@@ -681,3 +681,228 @@ fn min_some(a: Option<Wall>, b: Option<Wall>) -> Option<Wall> {
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ErrorKind, RequestError};
+    use proptest::prelude::*;
+
+    fn ok(conv: u32, turn: u32, ttft_ms: u64) -> RequestRecord {
+        RequestRecord {
+            conversation: conv,
+            turn,
+            measured: Measured {
+                ttft_us: Some(ttft_ms * 1000),
+                e2e_us: Some(ttft_ms * 1000 + 10_000),
+                output_tokens: Some(11),
+                streamed: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn state() -> RunState {
+        let mut s = RunState::new(RunMeta::for_tests());
+        s.started_at = Some(Wall(1_700_000_000_000_000));
+        s.ended_at = Some(Wall(1_700_000_002_000_000));
+        s
+    }
+
+    #[test]
+    fn speedup_is_the_ratio_of_pooled_means_and_failures_stay_out_of_latencies() {
+        let mut a = state();
+        a.meta.workload.turns = 3;
+        for mut r in [
+            ok(0, 1, 300),
+            ok(0, 2, 100),
+            ok(0, 3, 50),
+            ok(1, 1, 100),
+            ok(1, 2, 50),
+        ] {
+            a.add(&mut r);
+        }
+        let mut failed = ok(1, 3, 9_000);
+        failed.measured.error = Some(RequestError::new(ErrorKind::Timeout, "slow".into()));
+        a.add(&mut failed);
+        let s = a.stats();
+        // first turns: mean 200; later: (100 + 50 + 50) / 3
+        assert!((s.speedup_ratio.unwrap() - 200.0 / (200.0 / 3.0)).abs() < 1e-9);
+        assert_eq!(s.total_requests, 6);
+        assert_eq!(s.failed_requests, 1);
+        assert_eq!(s.ttft.unwrap().count, 5);
+        assert!(
+            s.ttft.unwrap().max_ms < 301.0,
+            "the failed request is not in the histogram"
+        );
+        assert_eq!(s.errors["timeout"].count, 1);
+        assert_eq!(s.conversations_completed, 1);
+        let per = s.per_conversation_speedup.unwrap();
+        assert_eq!(per.count, 2);
+        assert!((per.min - 2.0).abs() < 1e-9 && (per.max - 4.0).abs() < 1e-9);
+        assert_eq!(s.requests_per_second, 3.0);
+        assert_eq!(s.tpot.unwrap().count, 5);
+    }
+
+    #[test]
+    fn only_connect_and_auth_or_not_found_failures_are_fatal() {
+        let mut a = state();
+        for status in [401, 500] {
+            let mut r = ok(0, 1, 1);
+            r.measured.error = Some(
+                RequestError::new(ErrorKind::HttpStatus, format!("HTTP {status}"))
+                    .with_status(status),
+            );
+            a.add(&mut r);
+        }
+        let mut r = ok(1, 1, 1);
+        r.measured.error = Some(RequestError::new(ErrorKind::Connect, "refused".into()));
+        a.add(&mut r);
+        // The 500 is not fatal, though the first http_status message was a 401.
+        assert_eq!((a.counts.failed, a.counts.fatal_failed), (3, 2));
+    }
+
+    #[test]
+    fn a_first_turn_mostly_served_from_cache_is_warm() {
+        let mut a = state();
+        for (turn, prompt, cached) in [(1, 1000, 990), (1, 1000, 100), (2, 2000, 1900)] {
+            let mut r = ok(turn, turn, 10);
+            r.measured.prompt_tokens = Some(prompt);
+            r.measured.cached_tokens = Some(cached);
+            a.add(&mut r);
+        }
+        assert_eq!(a.counts.warm_first_turns, 1);
+    }
+
+    #[test]
+    fn later_turns_pool_beyond_the_detail_limit() {
+        let mut a = state();
+        for turn in 1..=5000 {
+            a.add(&mut ok(0, turn, 5));
+        }
+        assert_eq!(a.by_turn.len(), TURN_POOL as usize);
+        assert_eq!(
+            a.by_turn[&TURN_POOL].requests,
+            5000 - u64::from(TURN_DETAIL)
+        );
+        assert_eq!(a.stats().by_turn[&TURN_POOL].label, "31+");
+    }
+
+    #[test]
+    fn a_json_answer_has_no_ttft_but_counts_and_a_buffered_stream_is_seen() {
+        let mut a = state();
+        let mut json = ok(0, 1, 10);
+        json.measured.streamed = false;
+        json.measured.ttft_us = None;
+        a.add(&mut json);
+        let mut buffered = ok(1, 1, 10);
+        buffered.measured.e2e_us = Some(10_300);
+        a.add(&mut buffered);
+        assert_eq!((a.counts.not_streamed, a.counts.streamed), (1, 1));
+        assert_eq!(a.counts.buffered, 1);
+        assert_eq!(a.histograms.e2e.len(), 2);
+        assert_eq!(a.histograms.ttft.len(), 1);
+    }
+
+    fn arb_record() -> impl Strategy<Value = RequestRecord> {
+        (
+            0u32..12,
+            1u32..40,
+            any::<bool>(),
+            1u64..5_000_000,
+            0u64..200,
+            prop::option::of((0u64..5000, 0u64..5000)),
+            prop::collection::vec(1u32..100_000, 0..6),
+            0u8..10,
+            0u64..4_000_000,
+        )
+            .prop_map(
+                |(conv, turn, code, ttft, tokens, usage, itl, fail, start)| {
+                    let mut m = Measured {
+                        ttft_us: Some(ttft),
+                        ttfc_us: Some(ttft + 3),
+                        ttfb_us: Some(ttft / 2),
+                        connect_us: (tokens % 3 == 0).then_some(400),
+                        e2e_us: Some(ttft + tokens * 1000),
+                        output_tokens: Some(tokens),
+                        prompt_tokens: usage.map(|u| u.0),
+                        cached_tokens: usage.map(|u| u.1),
+                        streamed: tokens % 7 != 0,
+                        itl_us: itl,
+                        ..Default::default()
+                    };
+                    if fail == 0 {
+                        m.error = Some(RequestError::new(
+                            ErrorKind::HttpStatus,
+                            format!("HTTP 500 ({conv})"),
+                        ));
+                    }
+                    RequestRecord {
+                        conversation: conv,
+                        turn,
+                        doc_kind: if code { DocKind::Code } else { DocKind::Text },
+                        start_us: start,
+                        prompt_bytes: tokens * 4,
+                        measured: m,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Shards merged are exactly the state of all their records together.
+        #[test]
+        fn merging_shards_is_exactly_adding_all_their_records(
+            records in prop::collection::vec(arb_record(), 0..120),
+            shard_count in 1u32..5,
+        ) {
+            let mut whole = state();
+            let mut shards: Vec<RunState> = (0..shard_count)
+                .map(|i| {
+                    let mut s = state();
+                    s.meta.shards = vec![i];
+                    s.meta.shard_count = shard_count;
+                    s
+                })
+                .collect();
+            for r in &records {
+                whole.add(&mut r.clone());
+                shards[(r.conversation % shard_count) as usize].add(&mut r.clone());
+            }
+            let mut merged = shards.remove(0);
+            for s in &shards {
+                prop_assert!(merged.mergeable(s).is_ok());
+                merged.merge(s);
+            }
+            whole.meta.shards = (0..shard_count).collect();
+            whole.meta.shard_count = shard_count;
+            // First messages differ by which shard saw its kind first; the rest is exact.
+            for (k, e) in &mut merged.errors {
+                e.first_message.clone_from(&whole.errors[k].first_message);
+            }
+            prop_assert_eq!(&merged, &whole);
+            prop_assert_eq!(serde_json::to_string(&merged.stats()).unwrap(),
+                serde_json::to_string(&whole.stats()).unwrap());
+        }
+    }
+
+    #[test]
+    fn shards_of_another_run_or_a_repeated_shard_do_not_merge() {
+        let a = state();
+        let mut b = state();
+        b.meta.seed = 2;
+        assert!(a.mergeable(&b).unwrap_err().contains("seeds differ"));
+        let mut b = state();
+        b.meta.salt = Some("x".into());
+        assert!(a.mergeable(&b).unwrap_err().contains("salts differ"));
+        let mut b = state();
+        b.meta.workload.turns = 3;
+        assert!(a.mergeable(&b).unwrap_err().contains("workloads differ"));
+        assert!(a
+            .mergeable(&state())
+            .unwrap_err()
+            .contains("shard 0 appears twice"));
+    }
+}
