@@ -123,9 +123,10 @@ def ttft_error(exe, in_flight, requests, ttft_ms):
     sim.stop()
     st = res["stats"]
     t = st["ttft"]
+    lag = st["client_lag"]
     avg_in_flight = st["e2e"]["mean_ms"] * st["total_requests"] / (st["total_time_s"] * 1000)
     return (t["p50_ms"] - ttft_ms, t["p99_ms"] - ttft_ms, own["p50"] / 1000, own["p99"] / 1000,
-            st["total_requests"], avg_in_flight)
+            st["total_requests"], avg_in_flight, lag["p50_ms"], lag["p99_ms"])
 
 
 def throughput(exe, keep_alive, requests, parallel):
@@ -156,6 +157,18 @@ def memory(exe, conversations, turns):
     _, _, rss_files = run(exe, sim.url, *big)
     sim.stop()
     return rss, rss_files, small_rss, int(res["total_requests"])
+
+
+def long_conversation_memory(exe, turns):
+    """Peak memory of one conversation of many turns: per-turn detail is kept for the
+    first turns only, so it must not grow with the turn count."""
+    sim = Sim(exe, "--base-ttft-ms", "0", "--prefill-us-per-token", "0", "--itl-ms", "0",
+              "--output-tokens", "4", "--cache-capacity-tokens", "1000")
+    flags = ["--conversations", "1", "--parallel", "1", "--documents", "synthetic:512", "--max-tokens", "4"]
+    _, _, short = run(exe, sim.url, *flags, "--turns", "10", files=False)
+    res, _, rss = run(exe, sim.url, *flags, "--turns", str(turns), files=False)
+    sim.stop()
+    return rss, short, int(res["total_requests"])
 
 
 def start_to_first_request(exe, repeats):
@@ -195,11 +208,13 @@ def main():
 
     ttft_ms = 50
     for n in (1, 64, 256, 1024):
-        p50, p99, sim50, sim99, reqs, avg = ttft_error(exe, n, max(300, 8 * n) // q, ttft_ms)
+        p50, p99, sim50, sim99, reqs, avg, lag50, lag99 = ttft_error(exe, n, max(300, 8 * n) // q, ttft_ms)
         rows.append((f"TTFT error, up to {n} in flight (avg {avg:.0f}; {reqs} requests; configured {ttft_ms} ms)",
                      f"P50 {p50:+.3f} ms, P99 {p99:+.3f} ms"))
         rows.append(("  of which the simulator's own lateness (first token vs plan)",
                      f"P50 {sim50:.3f} ms, P99 {sim99:.3f} ms"))
+        rows.append(("  client lag the run reports (its own timer lateness)",
+                     f"P50 {lag50:.3f} ms, P99 {lag99:.3f} ms"))
 
     for ka in (False, True):
         rps, cpu_k, sim_cpu_k, n = throughput(exe, ka, 60000 // q, 64)
@@ -218,6 +233,11 @@ def main():
                  f"{rss_files / 2**20:.1f} MiB"))
     rows.append(("  peak memory of 1 conversation (baseline)", f"{small_rss / 2**20:.1f} MiB"))
     rows.append(("  per conversation above the baseline", f"{(rss - small_rss) / convs / 1024:.1f} KiB"))
+
+    turns = 5000 // q
+    rss_long, rss_short, reqs = long_conversation_memory(exe, turns)
+    rows.append((f"peak memory, 1 conversation x {turns:,} turns ({reqs:,} requests)", f"{rss_long / 2**20:.1f} MiB"))
+    rows.append(("  the same conversation with 10 turns", f"{rss_short / 2**20:.1f} MiB"))
 
     med, worst = start_to_first_request(exe, 20 // q)
     rows.append(("process start to first request sent (median / max of runs)", f"{med:.1f} / {worst:.1f} ms"))
