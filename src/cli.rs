@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use figment::value::{Dict, Value};
 
-use crate::config::schema::{Kind, SCHEMA};
+use crate::config::schema::{self, Kind, Scope};
 use crate::config::{self, Secret, Sources};
 use crate::error::{exit, ConfigError};
 use crate::report::RunReport;
@@ -61,6 +61,18 @@ read when TURNBENCH_API_KEY is unset."
     /// Render the HTML report of a saved run (results.json, or a log holding a
     /// TURNBENCH RESULTS block), to a file or served over HTTP.
     Report(ReportArgs),
+    /// Run one plan against two endpoints and report every difference with its 95%
+    /// confidence interval, and an overhead verdict.
+    #[command(
+        allow_negative_numbers = true,
+        args_override_self = true,
+        after_help = "Every setting of `run` applies to both sides; per side: --baseline-*/--candidate-* \
+(TURNBENCH_BASELINE_*, TURNBENCH_CANDIDATE_*, or baseline:/candidate: sections of a --config file). \
+A side without its own key or model uses the shared one. `sim` as a URL is an in-process simulator. \
+Exit codes: 0 compared (any verdict), 1 overhead FAIL with --strict, 2 bad configuration, 3 a side \
+not usable (the report names it), 130/143 stopped."
+    )]
+    Compare(Box<CompareArgs>),
     /// Merge the shards of one run (results.json files or pod logs printed with
     /// --print-results) into one exact report.
     #[command(
@@ -113,8 +125,8 @@ pub struct ReportArgs {
     pub port: u16,
 }
 
-/// Flags of `turnbench run`: every setting of [`SCHEMA`], all optional (unset flags
-/// leave lower layers in force), the positional URL and `--config`.
+/// Flags of `turnbench run`: every setting of the schema it takes, all optional
+/// (unset flags leave lower layers in force), the positional URL and `--config`.
 #[derive(Debug, Default, Clone)]
 pub struct RunArgs {
     /// The settings given on the command line, keyed as in the config file.
@@ -122,57 +134,115 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Flags of `turnbench compare`: the run's, the per-side ones, two positional URLs.
+#[derive(Debug, Default, Clone)]
+pub struct CompareArgs(pub RunArgs);
+
 impl RunArgs {
     pub fn to_dict(&self) -> Dict {
         self.flags.clone()
     }
 }
 
-const URL_ARG: &str = "url_arg";
 const CONFIG_ARG: &str = "config";
+
+/// Positional arguments: (id, the setting they give, help).
+type Positional = (&'static str, &'static str, &'static str);
+
+const RUN_POSITIONALS: &[Positional] = &[(
+    "url_arg",
+    "url",
+    "Base URL including /v1, e.g. https://gateway.example/v1 [env: TURNBENCH_URL]",
+)];
+const COMPARE_POSITIONALS: &[Positional] = &[
+    (
+        "baseline_url_arg",
+        "baseline_url",
+        "Base URL of the baseline, including /v1, or `sim` [env: TURNBENCH_BASELINE_URL]",
+    ),
+    (
+        "candidate_url_arg",
+        "candidate_url",
+        "Base URL of the candidate, including /v1, or `sim` [env: TURNBENCH_CANDIDATE_URL]",
+    ),
+];
+
+/// The flags of every setting a command of `scope` takes, from the schema.
+fn augment(mut cmd: clap::Command, scope: Scope, positionals: &[Positional]) -> clap::Command {
+    for (id, key, help) in positionals {
+        cmd = cmd.arg(
+            Arg::new(*id)
+                .value_name(key.to_ascii_uppercase())
+                .help(*help)
+                .conflicts_with(*key),
+        );
+    }
+    cmd = cmd.arg(
+        Arg::new(CONFIG_ARG)
+            .long("config")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("YAML or TOML file of settings (snake-case keys) [env: TURNBENCH_CONFIG]"),
+    );
+    for s in schema::all().filter(|s| s.scope.within(scope)) {
+        let mut help = s.help.to_string();
+        if let Some(d) = s.default_text().filter(|_| !s.help.contains("[default:")) {
+            help.push_str(&format!(" [default: {d}]"));
+        }
+        help.push_str(&format!(" [env: {}]", s.env()));
+        let mut arg = Arg::new(s.key)
+            .long(s.flag())
+            .help(help)
+            .help_heading(s.group.heading());
+        arg = match s.kind {
+            Kind::Bool { .. } => arg.action(ArgAction::SetTrue),
+            Kind::Uint => arg
+                .value_name(s.value_name)
+                .value_parser(clap::value_parser!(u64)),
+            Kind::Float => arg
+                .value_name(s.value_name)
+                .value_parser(clap::value_parser!(f64))
+                .allow_negative_numbers(true),
+            Kind::Text | Kind::Secret => arg.value_name(s.value_name),
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// The settings given on the command line, keyed as in the config file.
+fn from_matches(m: &ArgMatches, scope: Scope, positionals: &[Positional]) -> RunArgs {
+    let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let mut flags = Dict::new();
+    for s in schema::all().filter(|s| s.scope.within(scope)) {
+        if !given(s.key) {
+            continue;
+        }
+        let v = match s.kind {
+            Kind::Bool { negated } => Value::from(!negated),
+            Kind::Uint => Value::from(*m.get_one::<u64>(s.key).expect("parsed")),
+            Kind::Float => Value::from(*m.get_one::<f64>(s.key).expect("parsed")),
+            Kind::Text | Kind::Secret => {
+                Value::from(m.get_one::<String>(s.key).expect("parsed").clone())
+            }
+        };
+        flags.insert(s.key.into(), v);
+    }
+    for (id, key, _) in positionals {
+        if let (false, Some(v)) = (given(key), m.get_one::<String>(id)) {
+            flags.insert((*key).into(), Value::from(v.clone()));
+        }
+    }
+    RunArgs {
+        flags,
+        config: m.get_one::<PathBuf>(CONFIG_ARG).cloned(),
+    }
+}
 
 impl Args for RunArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        let mut cmd = cmd
-            .arg(
-                Arg::new(URL_ARG)
-                    .value_name("URL")
-                    .help("Base URL including /v1, e.g. https://gateway.example/v1 [env: TURNBENCH_URL]")
-                    .conflicts_with("url"),
-            )
-            .arg(
-                Arg::new(CONFIG_ARG)
-                    .long("config")
-                    .value_name("FILE")
-                    .value_parser(clap::value_parser!(PathBuf))
-                    .help("YAML or TOML file of settings (snake-case keys) [env: TURNBENCH_CONFIG]"),
-            );
-        for s in SCHEMA {
-            let mut help = s.help.to_string();
-            if let Some(d) = s.default_text().filter(|_| !s.help.contains("[default:")) {
-                help.push_str(&format!(" [default: {d}]"));
-            }
-            help.push_str(&format!(" [env: {}]", s.env()));
-            let mut arg = Arg::new(s.key)
-                .long(s.flag())
-                .help(help)
-                .help_heading(s.group.heading());
-            arg = match s.kind {
-                Kind::Bool { .. } => arg.action(ArgAction::SetTrue),
-                Kind::Uint => arg
-                    .value_name(s.value_name)
-                    .value_parser(clap::value_parser!(u64)),
-                Kind::Float => arg
-                    .value_name(s.value_name)
-                    .value_parser(clap::value_parser!(f64))
-                    .allow_negative_numbers(true),
-                Kind::Text | Kind::Secret => arg.value_name(s.value_name),
-            };
-            cmd = cmd.arg(arg);
-        }
-        cmd
+        augment(cmd, Scope::Run, RUN_POSITIONALS)
     }
-
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
         Self::augment_args(cmd)
     }
@@ -180,31 +250,31 @@ impl Args for RunArgs {
 
 impl FromArgMatches for RunArgs {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
-        let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        let mut flags = Dict::new();
-        for s in SCHEMA {
-            if !given(s.key) {
-                continue;
-            }
-            let v = match s.kind {
-                Kind::Bool { negated } => Value::from(!negated),
-                Kind::Uint => Value::from(*m.get_one::<u64>(s.key).expect("parsed")),
-                Kind::Float => Value::from(*m.get_one::<f64>(s.key).expect("parsed")),
-                Kind::Text | Kind::Secret => {
-                    Value::from(m.get_one::<String>(s.key).expect("parsed").clone())
-                }
-            };
-            flags.insert(s.key.into(), v);
-        }
-        if let (false, Some(url)) = (given("url"), m.get_one::<String>(URL_ARG)) {
-            flags.insert("url".into(), Value::from(url.clone()));
-        }
-        Ok(RunArgs {
-            flags,
-            config: m.get_one::<PathBuf>(CONFIG_ARG).cloned(),
-        })
+        Ok(from_matches(m, Scope::Run, RUN_POSITIONALS))
     }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
 
+impl Args for CompareArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        augment(cmd, Scope::Compare, COMPARE_POSITIONALS)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for CompareArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(CompareArgs(from_matches(
+            m,
+            Scope::Compare,
+            COMPARE_POSITIONALS,
+        )))
+    }
     fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
         *self = Self::from_arg_matches(m)?;
         Ok(())
@@ -497,6 +567,7 @@ pub fn main() -> i32 {
         Command::Sim(args) => runtime.block_on(sim_command(args)),
         Command::Report(args) => runtime.block_on(report_command(args)),
         Command::Merge(args) => merge_command(args),
+        Command::Compare(args) => runtime.block_on(compare_command(args.0)),
     }
 }
 
@@ -532,16 +603,125 @@ async fn run_command(args: RunArgs) -> i32 {
             return fail(code, format!("{e:#}"));
         }
     };
-    if let Err(code) = print_and_save(&result.report, &settings.output) {
+    // `--baseline FILE`: this run against an earlier one, with a regression verdict.
+    let against = match &settings.compare.baseline_file {
+        None => None,
+        Some(file) => match crate::compare::against_baseline(
+            &result.report,
+            file,
+            settings.compare.max_regression_pct,
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // The run happened: print it, then refuse the comparison.
+                let _ = print_and_save(&result.report, &settings.output, &[], &[]);
+                return fail(exit::CONFIG, e);
+            }
+        },
+    };
+    let (lines, data) = match &against {
+        Some((c, base)) => (
+            crate::compare::lines(c, [base, &result.report]),
+            crate::compare::data_deltas(c, "regression_status"),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    if let Err(code) = print_and_save(&result.report, &settings.output, &lines, &data) {
         return code;
     }
-    exit_code_of(&result, settings.output.strict)
+    let regressed = against
+        .as_ref()
+        .is_some_and(|(c, _)| c.verdict.status == crate::compare::Judgement::Fail);
+    match exit_code_of(&result, settings.output.strict) {
+        exit::OK if settings.output.strict && regressed => exit::FAIL,
+        code => code,
+    }
+}
+
+async fn compare_command(args: RunArgs) -> i32 {
+    let settings = match load_settings(&args) {
+        Ok(s) => s,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    if settings.compare.sides.is_none() {
+        return fail(
+            exit::CONFIG,
+            "compare needs BASELINE_URL and CANDIDATE_URL (positional, or TURNBENCH_BASELINE_URL and TURNBENCH_CANDIDATE_URL)",
+        );
+    }
+    if let Some(dir) = &settings.output.output_dir {
+        if let Err(e) = check_writable(dir) {
+            return fail(
+                exit::CONFIG,
+                format!("--output-dir {}: cannot write there ({e})", dir.display()),
+            );
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(watch_signals(stop_tx));
+    let result = match crate::compare::execute(settings.clone(), stop_rx).await {
+        Ok(r) => r,
+        Err(e) => return fail(crate::error::exit_code(&e), format!("{e:#}")),
+    };
+    let reports = [&result.reports[0], &result.reports[1]];
+    let printed = crate::compare::write_stdout(
+        &mut io::stdout().lock(),
+        &result.comparison,
+        reports,
+        "overhead_status",
+    );
+    if let Err(e) = printed {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return fail(exit::INTERNAL, format!("writing the report: {e}"));
+        }
+    }
+    if let Some(dir) = &settings.output.output_dir {
+        if let Err(e) = crate::compare::write_output_dir(dir, &result.comparison, reports) {
+            return fail(
+                exit::INTERNAL,
+                format!("writing results to {}: {e}", dir.display()),
+            );
+        }
+        tracing::info!("comparison written to {}", dir.display());
+    }
+    if let Some(r) = result.unusable() {
+        tracing::error!(
+            "{}",
+            r.state
+                .endpoint_unusable
+                .as_deref()
+                .unwrap_or("a side is not usable")
+        );
+        exit::ENDPOINT
+    } else if let Some(reason) = result.stopped_by {
+        match reason {
+            StopReason::Sigint => exit::SIGINT,
+            StopReason::Sigterm => exit::SIGTERM,
+        }
+    } else if settings.output.strict
+        && result.comparison.verdict.status == crate::compare::Judgement::Fail
+    {
+        exit::FAIL
+    } else {
+        exit::OK
+    }
 }
 
 /// Print a report on stdout and write its files: what every measuring command ends
 /// with. `Err` holds the exit code of a failure to do so.
-fn print_and_save(report: &RunReport, out: &config::OutputSettings) -> Result<(), i32> {
-    let printed = crate::report::write_stdout(&mut io::stdout().lock(), report, out.print_results);
+fn print_and_save(
+    report: &RunReport,
+    out: &config::OutputSettings,
+    extra_lines: &[String],
+    extra_data: &[(String, String)],
+) -> Result<(), i32> {
+    let printed = crate::report::write_stdout_with(
+        &mut io::stdout().lock(),
+        report,
+        out.print_results,
+        extra_lines,
+        extra_data,
+    );
     if let Err(e) = printed {
         if e.kind() != io::ErrorKind::BrokenPipe {
             return Err(fail(exit::INTERNAL, format!("writing the report: {e}")));
@@ -579,7 +759,7 @@ fn merge_command(args: MergeArgs) -> i32 {
         grace_period: std::time::Duration::ZERO,
         print_results: args.print_results,
     };
-    if let Err(code) = print_and_save(&report, &out) {
+    if let Err(code) = print_and_save(&report, &out, &[], &[]) {
         return code;
     }
     if args.strict && report.verdict.status == Status::Fail {

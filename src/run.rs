@@ -214,6 +214,13 @@ pub struct Measurement {
 /// How often the client's own timer lateness is probed.
 const LAG_PROBE_EVERY: Duration = Duration::from_millis(10);
 
+/// One endpoint a measured phase sends to: its prepared plan and client, its model.
+pub struct Lane<'a> {
+    pub prepared: &'a Prepared,
+    pub model: String,
+    pub warm: WarmUp,
+}
+
 /// Measure: this shard's conversations, folded into the run state as they finish.
 /// `keep_records` keeps every request's record too (for requests.csv).
 pub async fn measure(
@@ -223,26 +230,65 @@ pub async fn measure(
     stop: &mut StopRx,
     keep_records: bool,
 ) -> Measurement {
-    let w = &p.settings.workload;
-    let mut state = p.empty_state(Some(model.to_string()));
-    state.counts.warmup_requests = warm.requests;
-    state.counts.warmup_failed = warm.failed;
+    let lane = Lane {
+        prepared: p,
+        model: model.to_string(),
+        warm,
+    };
+    measure_lanes(&[lane], 0, stop, keep_records)
+        .await
+        .pop()
+        .expect("one lane, one measurement")
+}
+
+/// Measure several endpoints with the same plan at once: every turn of every
+/// conversation goes to each lane one right after the other, in a random order per
+/// turn drawn from `order_seed`, inside one of the `parallel` slots, so the lanes share
+/// time, load and think time and their differences pair up. One lane is a plain run.
+pub async fn measure_lanes(
+    lanes: &[Lane<'_>],
+    order_seed: u64,
+    stop: &mut StopRx,
+    keep_records: bool,
+) -> Vec<Measurement> {
+    let first = lanes[0].prepared;
+    let w = &first.settings.workload;
+    let mut states: Vec<RunState> = lanes
+        .iter()
+        .map(|l| {
+            let mut st = l.prepared.empty_state(Some(l.model.clone()));
+            st.counts.warmup_requests = l.warm.requests;
+            st.counts.warmup_failed = l.warm.failed;
+            st
+        })
+        .collect();
     let sem = Arc::new(Semaphore::new(w.parallel));
     let in_flight = Arc::new(AtomicU64::new(0));
-    let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, RequestRecord)>();
     // The time anchor: monotonic offsets from here map to wall-clock time from here.
     let phase_start = Instant::now();
-    state.started_at = Some(Wall::now());
+    let started_at = Wall::now();
+    for st in &mut states {
+        st.started_at = Some(started_at);
+    }
     let mut tasks = JoinSet::new();
-    let model: Arc<str> = model.into();
+    let lane_ctx: Arc<Vec<LaneCtx>> = Arc::new(
+        lanes
+            .iter()
+            .map(|l| LaneCtx {
+                plan: l.prepared.plan.clone(),
+                endpoint: l.prepared.endpoint.clone(),
+                model: l.model.as_str().into(),
+            })
+            .collect(),
+    );
     let mut expected = 0u64;
-    for i in (0..p.plan.conversations.len()).filter(|i| w.shard.owns(*i)) {
-        expected += w.turns as u64;
+    for i in (0..first.plan.conversations.len()).filter(|i| w.shard.owns(*i)) {
+        expected += (w.turns * lanes.len()) as u64;
         tasks.spawn(run_conversation(ConversationCtx {
-            plan: p.plan.clone(),
+            lanes: lane_ctx.clone(),
             index: i,
-            endpoint: p.endpoint.clone(),
-            model: model.clone(),
+            order_seed,
             max_tokens: w.max_tokens,
             sem: sem.clone(),
             tx: tx.clone(),
@@ -253,7 +299,7 @@ pub async fn measure(
     }
     drop(tx);
 
-    let mut records = Vec::new();
+    let mut records: Vec<Vec<RequestRecord>> = lanes.iter().map(|_| Vec::new()).collect();
     let tty = std::io::stderr().is_terminal();
     let mut ticker = tokio::time::interval(if tty {
         Duration::from_millis(500)
@@ -261,11 +307,17 @@ pub async fn measure(
         Duration::from_secs(5)
     });
     ticker.tick().await;
-    let grace = p.settings.output.grace_period;
+    let grace = first.settings.output.grace_period;
     // A stop that came during warm-up has been seen already: start its grace now.
     let mut stopped_by = *stop.borrow();
     let mut grace_deadline = stopped_by.map(|_| tokio::time::Instant::now() + grace);
     let mut probe_at = tokio::time::Instant::now() + LAG_PROBE_EVERY;
+    let mut add = |states: &mut Vec<RunState>, (lane, mut r): (usize, RequestRecord)| {
+        states[lane].add(&mut r);
+        if keep_records {
+            records[lane].push(r);
+        }
+    };
     loop {
         let grace_end = async {
             match grace_deadline {
@@ -275,21 +327,18 @@ pub async fn measure(
         };
         tokio::select! {
             r = rx.recv() => match r {
-                Some(mut r) => {
-                    state.add(&mut r);
-                    if keep_records {
-                        records.push(r);
-                    }
-                }
+                Some(r) => add(&mut states, r),
                 None => break,
             },
             _ = tokio::time::sleep_until(probe_at) => {
                 let now = tokio::time::Instant::now();
-                let late = now.saturating_duration_since(probe_at);
-                state.histograms.client_lag.record(crate::client::micros(late));
+                let late = crate::client::micros(now.saturating_duration_since(probe_at));
+                for st in &mut states {
+                    st.histograms.client_lag.record(late);
+                }
                 probe_at = now + LAG_PROBE_EVERY;
             }
-            _ = ticker.tick() => print_progress(&state, expected, &in_flight, phase_start, tty),
+            _ = ticker.tick() => print_progress(&states, expected, &in_flight, phase_start, tty),
             changed = stop.changed(), if stopped_by.is_none() => {
                 if changed.is_ok() {
                     if let Some(reason) = *stop.borrow() {
@@ -306,38 +355,41 @@ pub async fn measure(
     let abandoned = in_flight.load(Ordering::Relaxed);
     tasks.abort_all();
     // Records already sent by tasks that finished in the last instant still count.
-    while let Ok(mut r) = rx.try_recv() {
-        state.add(&mut r);
-        if keep_records {
-            records.push(r);
-        }
+    while let Ok(r) = rx.try_recv() {
+        add(&mut states, r);
     }
-    state.ended_at = state
-        .started_at
-        .map(|s| s.plus_us(crate::client::micros(phase_start.elapsed())));
+    let ended_at = started_at.plus_us(crate::client::micros(phase_start.elapsed()));
     if tty {
         eprintln!();
     }
-    if let Some(reason) = stopped_by {
-        state.partial = Some(reason.describe().to_string());
-        state.counts.abandoned = abandoned;
-    }
-    // Every measured request failed, and every failure says the endpoint is unusable.
-    let c = &state.counts;
-    if c.requests > 0 && c.fatal_failed == c.requests {
-        let first = state
-            .errors
-            .values()
-            .next()
-            .map(|e| e.first_message.clone())
-            .unwrap_or_default();
-        state.endpoint_unusable = Some(format!("every request failed: {first}"));
-    }
-    Measurement {
-        state,
-        records,
-        stopped_by,
-    }
+    states
+        .into_iter()
+        .zip(records)
+        .map(|(mut state, records)| {
+            state.ended_at = Some(ended_at);
+            if let Some(reason) = stopped_by {
+                state.partial = Some(reason.describe().to_string());
+                state.counts.abandoned = abandoned;
+            }
+            // Every measured request failed, and every failure says the endpoint is
+            // unusable.
+            let c = &state.counts;
+            if c.requests > 0 && c.fatal_failed == c.requests {
+                let first = state
+                    .errors
+                    .values()
+                    .next()
+                    .map(|e| e.first_message.clone())
+                    .unwrap_or_default();
+                state.endpoint_unusable = Some(format!("every request failed: {first}"));
+            }
+            Measurement {
+                state,
+                records,
+                stopped_by,
+            }
+        })
+        .collect()
 }
 
 /// Finish: the report of a state (statistics, verdict, warnings), with its rows.
@@ -349,27 +401,29 @@ pub fn finish(state: RunState, records: &[RequestRecord]) -> RunReport {
     RunReport::new(state, requests)
 }
 
+/// The report of a run refused before measuring: the endpoint unusable, or a stop.
+pub fn refused(p: &Prepared, model: Option<String>, why: Refused) -> RunResult {
+    let mut state = p.empty_state(model);
+    let stopped_by = match why {
+        Refused::Unusable(why) => {
+            tracing::error!("the endpoint cannot be used: {why}");
+            state.endpoint_unusable = Some(why);
+            None
+        }
+        Refused::Stopped(reason) => {
+            state.partial = Some(reason.describe().to_string());
+            Some(reason)
+        }
+    };
+    RunResult {
+        report: finish(state, &[]),
+        stopped_by,
+    }
+}
+
 /// `turnbench run`: every phase in order.
 pub async fn execute(settings: Settings, mut stop: StopRx) -> anyhow::Result<RunResult> {
     let p = prepare(&settings)?;
-    let refused = |p: &Prepared, model: Option<String>, why: Refused| {
-        let mut state = p.empty_state(model);
-        let stopped_by = match why {
-            Refused::Unusable(why) => {
-                tracing::error!("the endpoint cannot be used: {why}");
-                state.endpoint_unusable = Some(why);
-                None
-            }
-            Refused::Stopped(reason) => {
-                state.partial = Some(reason.describe().to_string());
-                Some(reason)
-            }
-        };
-        RunResult {
-            report: finish(state, &[]),
-            stopped_by,
-        }
-    };
     let model = match preflight(&p, &mut stop).await {
         Ok(m) => m,
         Err(why) => return Ok(refused(&p, p.settings.target.model.clone(), why)),
@@ -452,14 +506,20 @@ async fn discover_model(endpoint: &Endpoint, given: Option<&str>) -> Result<Stri
     }
 }
 
-struct ConversationCtx {
+/// What a conversation task needs of one lane.
+struct LaneCtx {
     plan: Arc<Plan>,
-    index: usize,
     endpoint: Endpoint,
     model: Arc<str>,
+}
+
+struct ConversationCtx {
+    lanes: Arc<Vec<LaneCtx>>,
+    index: usize,
+    order_seed: u64,
     max_tokens: u32,
     sem: Arc<Semaphore>,
-    tx: mpsc::UnboundedSender<RequestRecord>,
+    tx: mpsc::UnboundedSender<(usize, RequestRecord)>,
     stop: StopRx,
     phase_start: Instant,
     in_flight: Arc<AtomicU64>,
@@ -489,19 +549,35 @@ enum Turn {
     Reply(String),
 }
 
-/// Play one conversation: think, wait for a slot, send, read; turn after turn.
+/// Play one conversation: think, wait for a slot, send, read; turn after turn. With
+/// several lanes, each turn goes to every lane inside the same slot, in a seeded
+/// random order, each lane keeping its own history.
 ///
 /// A failed turn keeps its question in the history and adds no reply; the conversation
 /// goes on with its next turn, so later prompts still grow as they would have.
 async fn run_conversation(mut ctx: ConversationCtx) {
-    let conv: &ConversationPlan = &ctx.plan.conversations[ctx.index];
-    let opening = conv.opening();
-    let mut history: Vec<(&'static str, Turn)> = vec![("user", Turn::Opening)];
-    for turn in 0..conv.delays.len() {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let lanes = ctx.lanes.clone();
+    // The same seed gives every lane the same questions and think times: lane 0's
+    // plan paces them all.
+    let pace: &ConversationPlan = &lanes[0].plan.conversations[ctx.index];
+    let openings: Vec<Vec<&str>> = lanes
+        .iter()
+        .map(|l| l.plan.conversations[ctx.index].opening())
+        .collect();
+    let mut histories: Vec<Vec<(&'static str, Turn)>> = lanes
+        .iter()
+        .map(|_| vec![("user", Turn::Opening)])
+        .collect();
+    let mut order: Vec<usize> = (0..lanes.len()).collect();
+    for turn in 0..pace.delays.len() {
         if turn > 0 {
-            history.push(("user", Turn::Question(conv.questions[turn - 1])));
+            for h in &mut histories {
+                h.push(("user", Turn::Question(pace.questions[turn - 1])));
+            }
         }
-        let think = Duration::from_secs_f64(conv.delays[turn]);
+        let think = Duration::from_secs_f64(pace.delays[turn]);
         tokio::select! {
             _ = tokio::time::sleep(think) => {}
             _ = stopped(&mut ctx.stop) => return,
@@ -510,72 +586,91 @@ async fn run_conversation(mut ctx: ConversationCtx) {
             p = ctx.sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = stopped(&mut ctx.stop) => return,
         };
-        let singles: Vec<[&str; 1]> = history
-            .iter()
-            .map(|(_, t)| match t {
-                Turn::Opening => [""],
-                Turn::Question(q) => [*q],
-                Turn::Reply(r) => [r.as_str()],
-            })
-            .collect();
-        let msgs: Vec<Message<'_>> = history
-            .iter()
-            .zip(&singles)
-            .map(|((role, t), one)| Message {
-                role,
-                parts: match t {
-                    Turn::Opening => &opening,
-                    _ => one,
-                },
-            })
-            .collect();
-        let prompt_bytes: usize = msgs.iter().map(Message::len).sum();
-        let body = ctx.endpoint.chat_body(&ctx.model, &msgs, ctx.max_tokens);
-        drop(msgs);
-        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-        let called_us = crate::client::micros(ctx.phase_start.elapsed());
-        let mut m = ctx.endpoint.chat(body).await;
-        ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if order.len() > 1 {
+            let pair = (ctx.index as u64) << 32 | turn as u64;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                ctx.order_seed ^ pair.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            order.shuffle(&mut rng);
+        }
+        for &lane in &order {
+            let l = &lanes[lane];
+            let history = &mut histories[lane];
+            let singles: Vec<[&str; 1]> = history
+                .iter()
+                .map(|(_, t)| match t {
+                    Turn::Opening => [""],
+                    Turn::Question(q) => [*q],
+                    Turn::Reply(r) => [r.as_str()],
+                })
+                .collect();
+            let msgs: Vec<Message<'_>> = history
+                .iter()
+                .zip(&singles)
+                .map(|((role, t), one)| Message {
+                    role,
+                    parts: match t {
+                        Turn::Opening => &openings[lane],
+                        _ => one,
+                    },
+                })
+                .collect();
+            let prompt_bytes: usize = msgs.iter().map(Message::len).sum();
+            let body = l.endpoint.chat_body(&l.model, &msgs, ctx.max_tokens);
+            drop(msgs);
+            drop(singles);
+            ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+            let called_us = crate::client::micros(ctx.phase_start.elapsed());
+            let mut m = l.endpoint.chat(body).await;
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let reply = std::mem::take(&mut m.reply);
+            let record = RequestRecord {
+                conversation: pace.index,
+                turn: turn as u32 + 1,
+                doc_kind: pace.doc.kind,
+                // Every offset of the request counts from its connection being ready.
+                start_us: called_us + m.ready_after_us,
+                prompt_bytes: prompt_bytes as u64,
+                measured: m,
+            };
+            let ok = record.ok();
+            if ctx.tx.send((lane, record)).is_err() {
+                return;
+            }
+            if ok && !reply.is_empty() {
+                history.push(("assistant", Turn::Reply(reply)));
+            }
+        }
         drop(permit);
-        let reply = std::mem::take(&mut m.reply);
-        let record = RequestRecord {
-            conversation: conv.index,
-            turn: turn as u32 + 1,
-            doc_kind: conv.doc.kind,
-            // Every offset of the request counts from its connection being ready.
-            start_us: called_us + m.ready_after_us,
-            prompt_bytes: prompt_bytes as u64,
-            measured: m,
-        };
-        let ok = record.ok();
-        if ctx.tx.send(record).is_err() {
-            return;
-        }
-        if ok && !reply.is_empty() {
-            history.push(("assistant", Turn::Reply(reply)));
-        }
     }
 }
 
 fn print_progress(
-    state: &RunState,
+    states: &[RunState],
     expected: u64,
     in_flight: &AtomicU64,
     start: Instant,
     tty: bool,
 ) {
-    let p50 = state
-        .histograms
-        .ttft
-        .quantile_us(0.5)
-        .map(|us| format!("{:.1} ms", us as f64 / 1000.0))
-        .unwrap_or_else(|| "-".into());
+    let p50 = states
+        .iter()
+        .map(|st| {
+            st.histograms
+                .ttft
+                .quantile_us(0.5)
+                .map(|us| format!("{:.1} ms", us as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into())
+        })
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let total: u64 = states.iter().map(|s| s.counts.requests).sum();
+    let failed: u64 = states.iter().map(|s| s.counts.failed).sum();
     let line = format!(
         "[{:>6.1}s] {}/{} requests, {} failed, {} in flight, TTFT P50 {}",
         start.elapsed().as_secs_f64(),
-        state.counts.requests,
+        total,
         expected,
-        state.counts.failed,
+        failed,
         in_flight.load(Ordering::Relaxed),
         p50
     );

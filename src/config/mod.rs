@@ -152,6 +152,36 @@ pub struct OutputSettings {
     pub print_results: bool,
 }
 
+/// How `compare` sends a turn to its two sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Each turn to both sides, one right after the other: paired differences.
+    Alternate,
+    /// One side's whole run, then the other's.
+    Sequential,
+}
+
+/// One side of a compare.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub name: String,
+    pub target: TargetSettings,
+}
+
+/// `compare`'s sides and overhead bounds, and `run --baseline`'s regression check.
+#[derive(Debug, Clone)]
+pub struct CompareSettings {
+    pub order: Order,
+    pub max_overhead_ms: Option<f64>,
+    pub max_overhead_pct: Option<f64>,
+    /// Baseline and candidate, when both URLs are given (the compare command).
+    pub sides: Option<[Side; 2]>,
+    /// `run --baseline FILE`.
+    pub baseline_file: Option<PathBuf>,
+    pub max_regression_pct: f64,
+}
+
 /// Validated settings of every measuring command.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -159,6 +189,7 @@ pub struct Settings {
     pub workload: WorkloadSettings,
     pub thresholds: Thresholds,
     pub output: OutputSettings,
+    pub compare: CompareSettings,
     /// Every setting as validated, the key only said to be set or not: results.json's
     /// `settings`, derived from the schema.
     pub public: serde_json::Map<String, serde_json::Value>,
@@ -220,13 +251,28 @@ pub fn env_name(key: &str) -> String {
 /// A figment provider under a name we recognise in [`Origin::from_metadata`].
 struct Named<P> {
     name: &'static str,
+    /// The file the values came from, when they did.
+    source: Option<PathBuf>,
     inner: P,
+}
+
+impl<P> Named<P> {
+    fn new(name: &'static str, inner: P) -> Named<P> {
+        Named {
+            name,
+            source: None,
+            inner,
+        }
+    }
 }
 
 impl<P: Provider> Provider for Named<P> {
     fn metadata(&self) -> Metadata {
         let mut meta = self.inner.metadata();
         meta.name = self.name.into();
+        if let Some(p) = &self.source {
+            meta.source = Some(figment::Source::File(p.clone()));
+        }
         meta
     }
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -266,7 +312,7 @@ impl Sources {
 
     /// `TURNBENCH_*` variables that name no setting, each with the closest known name.
     pub fn unknown_variables(&self) -> Vec<(String, String)> {
-        let known: Vec<String> = SCHEMA.iter().map(Setting::env).collect();
+        let known: Vec<String> = schema::all().map(Setting::env).collect();
         self.env
             .iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != "TURNBENCH_CONFIG")
@@ -403,7 +449,7 @@ fn value_text(v: &Value) -> String {
 /// The built-in defaults as a figment dict.
 fn defaults() -> Dict {
     let mut d = Dict::new();
-    for s in SCHEMA {
+    for s in schema::all() {
         let v = match s.default {
             schema::Initial::None => continue,
             schema::Initial::Uint(v) => Value::from(v),
@@ -420,10 +466,7 @@ fn defaults() -> Dict {
 ///
 /// `flags` holds only the settings given on the command line (absent keys are unset).
 pub fn load(flags: &Dict, sources: &Sources) -> Result<Settings, ConfigError> {
-    let mut figment = Figment::from(Named {
-        name: "default",
-        inner: Serialized::defaults(defaults()),
-    });
+    let mut figment = Figment::from(Named::new("default", Serialized::defaults(defaults())));
 
     if let Some(path) = &sources.config_file {
         if !path.is_file() {
@@ -438,14 +481,8 @@ pub fn load(flags: &Dict, sources: &Sources) -> Result<Settings, ConfigError> {
             .unwrap_or("")
             .to_ascii_lowercase();
         let file = match ext.as_str() {
-            "yaml" | "yml" => Figment::from(Named {
-                name: "file",
-                inner: Yaml::file_exact(path),
-            }),
-            "toml" => Figment::from(Named {
-                name: "file",
-                inner: Toml::file_exact(path),
-            }),
+            "yaml" | "yml" => Figment::from(Named::new("file", Yaml::file_exact(path))),
+            "toml" => Figment::from(Named::new("file", Toml::file_exact(path))),
             _ => {
                 return Err(ConfigError::new(format!(
                     "--config {}: expected a .yaml, .yml or .toml file",
@@ -453,7 +490,7 @@ pub fn load(flags: &Dict, sources: &Sources) -> Result<Settings, ConfigError> {
                 )))
             }
         };
-        let dict: Dict = file.extract().map_err(|e| {
+        let mut dict: Dict = file.extract().map_err(|e| {
             // Only the first line of the parser's message: the others quote the source
             // line, which may be the API key.
             let first = e
@@ -465,14 +502,28 @@ pub fn load(flags: &Dict, sources: &Sources) -> Result<Settings, ConfigError> {
                 .to_string();
             ConfigError::new(format!("{}: cannot be read: {first}", path.display()))
         })?;
+        // `baseline:` / `candidate:` sections of a compare hold per-side settings:
+        // `baseline: {model: m}` is `baseline_model: m`.
+        for side in ["baseline", "candidate"] {
+            if let Some(Value::Dict(_, section)) = dict.get(side).cloned() {
+                dict.remove(side);
+                for (k, v) in section {
+                    dict.insert(format!("{side}_{k}"), v);
+                }
+            }
+        }
         if let Some(unknown) = dict.keys().find(|k| schema::find(k).is_none()) {
             return Err(ConfigError::new(format!(
                 "{}: unknown setting `{unknown}` (did you mean `{}`?)",
                 path.display(),
-                closest(unknown, SCHEMA.iter().map(|s| s.key))
+                closest(unknown, schema::all().map(|s| s.key))
             )));
         }
-        figment = figment.merge(file);
+        figment = figment.merge(Named {
+            name: "file",
+            source: Some(path.clone()),
+            inner: Serialized::defaults(dict),
+        });
     }
 
     // OPENAI_API_KEY is read only when TURNBENCH_API_KEY is unset.
@@ -480,44 +531,185 @@ pub fn load(flags: &Dict, sources: &Sources) -> Result<Settings, ConfigError> {
         if let Some(key) = sources.var("OPENAI_API_KEY") {
             let mut dict = Dict::new();
             dict.insert("api_key".into(), key.into());
-            figment = figment.merge(Named {
-                name: "openai-env",
-                inner: Serialized::defaults(dict),
-            });
+            figment = figment.merge(Named::new("openai-env", Serialized::defaults(dict)));
         }
     }
     // Kubernetes names the pod's index in an Indexed Job; TURNBENCH_SHARD_INDEX wins.
     if let Some(index) = sources.var(JOB_COMPLETION_INDEX) {
         let mut dict = Dict::new();
         dict.insert("shard_index".into(), index.into());
-        figment = figment.merge(Named {
-            name: "job-index",
-            inner: Serialized::defaults(dict),
-        });
+        figment = figment.merge(Named::new("job-index", Serialized::defaults(dict)));
     }
 
     // The variables come from `Sources` rather than figment's `Env` provider, so that
     // tests can pass their own environment without touching the process'. They stay
     // strings: each setting's kind decides how it is read.
     let mut env = Dict::new();
-    for s in SCHEMA {
+    for s in schema::all() {
         if let Some(v) = sources.var(&s.env()) {
             env.insert(s.key.into(), v.into());
         }
     }
-    figment = figment.merge(Named {
-        name: "env",
-        inner: Serialized::defaults(env),
-    });
-    figment = figment.merge(Named {
-        name: "flag",
-        inner: Serialized::defaults(flags.clone()),
-    });
+    figment = figment.merge(Named::new("env", Serialized::defaults(env)));
+    figment = figment.merge(Named::new("flag", Serialized::defaults(flags.clone())));
 
     validate(&Layers {
         figment,
         sources,
         flags,
+    })
+}
+
+/// Trimmed text of `key`, `None` when unset or blank.
+fn trimmed(l: &Layers<'_>, key: &str) -> Result<Option<String>, ConfigError> {
+    Ok(l.text(key)?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+fn seconds_of(l: &Layers<'_>, key: &str, allow_zero: bool) -> Result<f64, ConfigError> {
+    let v = l.float(key)?;
+    let ok = v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) && v <= 86_400.0;
+    if ok {
+        Ok(v)
+    } else if allow_zero {
+        Err(l.bad(key, "a number of seconds from 0 to 86400"))
+    } else {
+        Err(l.bad(key, "a number of seconds above 0, at most 86400"))
+    }
+}
+
+/// The target of the run, or of one side of a compare: that side's url, api_key,
+/// model and ca_cert when set (`baseline_model`, ...), else the shared ones.
+fn target_settings(l: &Layers<'_>, side: Option<&str>) -> Result<TargetSettings, ConfigError> {
+    let key = |name: &str| -> String {
+        match side {
+            Some(side) if name == "url" || l.value(&format!("{side}_{name}")).is_some() => {
+                format!("{side}_{name}")
+            }
+            _ => name.to_string(),
+        }
+    };
+    let url_key = key("url");
+    let url = match trimmed(l, &url_key)? {
+        // `sim`: the built-in simulator, as when no URL is given.
+        None => None,
+        Some(u) if u == "sim" => None,
+        Some(u) => {
+            let expected = "an http(s) base URL such as https://host/v1";
+            let parsed = reqwest::Url::parse(u.trim_end_matches('/'))
+                .map_err(|_| l.bad(&url_key, expected))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(l.bad(&url_key, expected));
+            }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(ConfigError::new(format!(
+                    "{}: credentials in the URL are not supported; use --api-key",
+                    l.name(&url_key)
+                )));
+            }
+            Some(parsed)
+        }
+    };
+
+    // Keys pasted from files often end in a newline; the header cannot carry one.
+    let key_key = key("api_key");
+    let auth = match l.text(&key_key)?.map(|k| k.trim().to_string()) {
+        Some(k) if !k.is_empty() => {
+            let mut header = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                ConfigError::new(format!(
+                    "{}=\"***\": expected a key of printable characters, usable in an HTTP header",
+                    l.name(&key_key)
+                ))
+            })?;
+            header.set_sensitive(true);
+            Some(Auth {
+                key: Secret::new(k),
+                header,
+            })
+        }
+        _ => None,
+    };
+
+    let ca_key = key("ca_cert");
+    let ca_certs = match trimmed(l, &ca_key)? {
+        None => Vec::new(),
+        Some(p) => {
+            let pem = std::fs::read(&p)
+                .map_err(|e| l.bad(&ca_key, &format!("a readable PEM file ({e})")))?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => certs,
+                _ => return Err(l.bad(&ca_key, "a PEM file with at least one certificate")),
+            }
+        }
+    };
+
+    Ok(TargetSettings {
+        url,
+        auth,
+        model: trimmed(l, &key("model"))?,
+        ca_certs,
+        insecure: l.bool("insecure")?,
+        keep_alive: l.bool("keep_alive")?,
+        include_usage: l.bool("include_usage")?,
+        timeout: Duration::from_secs_f64(seconds_of(l, "timeout", false)?),
+        connect_timeout: Duration::from_secs_f64(seconds_of(l, "connect_timeout", false)?),
+        idle_timeout: Duration::from_secs_f64(seconds_of(l, "idle_timeout", false)?),
+    })
+}
+
+/// `compare`'s sides and verdict, and `run --baseline`.
+fn compare_settings(l: &Layers<'_>) -> Result<CompareSettings, ConfigError> {
+    let order = match trimmed(l, "order")?.as_deref() {
+        None | Some("alternate") => Order::Alternate,
+        Some("sequential") => Order::Sequential,
+        Some(_) => return Err(l.bad("order", "alternate or sequential")),
+    };
+    let optional_positive = |key: &str| -> Result<Option<f64>, ConfigError> {
+        match l.value(key) {
+            None | Some(Value::Empty(..)) => Ok(None),
+            Some(_) => {
+                let v = l.float(key)?;
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Some(v))
+                } else {
+                    Err(l.bad(key, "a number of at least 0"))
+                }
+            }
+        }
+    };
+    let sides = if l.value("baseline_url").is_some() && l.value("candidate_url").is_some() {
+        let side = |name: &str| -> Result<Side, ConfigError> {
+            let label = trimmed(l, &format!("{name}_name"))?.unwrap_or_else(|| name.into());
+            if label.chars().any(char::is_control) || label.len() > 64 {
+                return Err(l.bad(&format!("{name}_name"), "up to 64 printable characters"));
+            }
+            Ok(Side {
+                name: label,
+                target: target_settings(l, Some(name))?,
+            })
+        };
+        let sides = [side("baseline")?, side("candidate")?];
+        if sides[0].name == sides[1].name {
+            return Err(l.bad("candidate_name", "a name other than the baseline's"));
+        }
+        Some(sides)
+    } else {
+        None
+    };
+    let baseline_file = trimmed(l, "baseline")?.map(PathBuf::from);
+    if let Some(f) = &baseline_file {
+        if !f.is_file() {
+            return Err(l.bad("baseline", "a results.json file of an earlier run"));
+        }
+    }
+    Ok(CompareSettings {
+        order,
+        max_overhead_ms: optional_positive("max_overhead_ms")?,
+        max_overhead_pct: optional_positive("max_overhead_pct")?,
+        sides,
+        baseline_file,
+        max_regression_pct: optional_positive("max_regression_pct")?.unwrap_or(10.0),
     })
 }
 
@@ -553,67 +745,7 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
             .filter(|s| !s.is_empty()))
     };
 
-    let url = match text("url")? {
-        None => None,
-        Some(u) => {
-            let expected = "an http(s) base URL such as https://host/v1";
-            let parsed =
-                reqwest::Url::parse(u.trim_end_matches('/')).map_err(|_| l.bad("url", expected))?;
-            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                return Err(l.bad("url", expected));
-            }
-            if !parsed.username().is_empty() || parsed.password().is_some() {
-                return Err(ConfigError::new(format!(
-                    "{}: credentials in the URL are not supported; use --api-key",
-                    l.name("url")
-                )));
-            }
-            Some(parsed)
-        }
-    };
-
-    // Keys pasted from files often end in a newline; the header cannot carry one.
-    let auth = match l.text("api_key")?.map(|k| k.trim().to_string()) {
-        Some(k) if !k.is_empty() => {
-            let mut header = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                ConfigError::new(format!(
-                    "{}=\"***\": expected a key of printable characters, usable in an HTTP header",
-                    l.name("api_key")
-                ))
-            })?;
-            header.set_sensitive(true);
-            Some(Auth {
-                key: Secret::new(k),
-                header,
-            })
-        }
-        _ => None,
-    };
-
-    let ca_certs = match text("ca_cert")? {
-        None => Vec::new(),
-        Some(p) => {
-            let pem = std::fs::read(&p)
-                .map_err(|e| l.bad("ca_cert", &format!("a readable PEM file ({e})")))?;
-            match reqwest::Certificate::from_pem_bundle(&pem) {
-                Ok(certs) if !certs.is_empty() => certs,
-                _ => return Err(l.bad("ca_cert", "a PEM file with at least one certificate")),
-            }
-        }
-    };
-
-    let target = TargetSettings {
-        url,
-        auth,
-        model: text("model")?,
-        ca_certs,
-        insecure: l.bool("insecure")?,
-        keep_alive: l.bool("keep_alive")?,
-        include_usage: l.bool("include_usage")?,
-        timeout: Duration::from_secs_f64(seconds("timeout", false)?),
-        connect_timeout: Duration::from_secs_f64(seconds("connect_timeout", false)?),
-        idle_timeout: Duration::from_secs_f64(seconds("idle_timeout", false)?),
-    };
+    let target = target_settings(l, None)?;
 
     let min_delay = seconds("min_delay", true)?;
     let max_delay = seconds("max_delay", true)?;
@@ -754,6 +886,7 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
 
     Ok(Settings {
         public: public_settings(l)?,
+        compare: compare_settings(l)?,
         target,
         workload,
         thresholds,

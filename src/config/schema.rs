@@ -11,6 +11,7 @@ pub enum Group {
     Workload,
     Thresholds,
     Output,
+    Compare,
 }
 
 impl Group {
@@ -20,6 +21,7 @@ impl Group {
             Group::Workload => "Workload",
             Group::Thresholds => "Thresholds",
             Group::Output => "Output",
+            Group::Compare => "Comparison",
         }
     }
 }
@@ -49,9 +51,28 @@ pub enum Initial {
     Text(&'static str),
 }
 
+/// Which commands take a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every measuring command.
+    All,
+    /// `turnbench run` only.
+    Run,
+    /// `turnbench compare` only.
+    Compare,
+}
+
+impl Scope {
+    /// Whether a command of scope `command` takes a setting of this scope.
+    pub fn within(self, command: Scope) -> bool {
+        self == Scope::All || self == command
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
     pub key: &'static str,
+    pub scope: Scope,
     pub group: Group,
     pub kind: Kind,
     pub default: Initial,
@@ -93,8 +114,21 @@ const fn s(
     value_name: &'static str,
     help: &'static str,
 ) -> Setting {
+    in_scope(Scope::All, key, group, kind, default, value_name, help)
+}
+
+const fn in_scope(
+    scope: Scope,
+    key: &'static str,
+    group: Group,
+    kind: Kind,
+    default: Initial,
+    value_name: &'static str,
+    help: &'static str,
+) -> Setting {
     Setting {
         key,
+        scope,
         group,
         kind,
         default,
@@ -143,9 +177,33 @@ pub const SCHEMA: &[Setting] = &[
     s("print_results", Output, SWITCH, D::Bool(false), "", "Also print results.json (gzip, base64) between TURNBENCH RESULTS markers on stdout, for `turnbench report` and `turnbench merge` to read from a Job's log"),
 ];
 
+/// Settings of `compare` (per side, and the overhead verdict) and of `run --baseline`.
+pub const COMPARE_SCHEMA: &[Setting] = &[
+    in_scope(Scope::Compare, "baseline_url", Compare, Text, D::None, "URL", "Base URL of the baseline side (also the first positional URL); `sim`: an in-process simulator"),
+    in_scope(Scope::Compare, "candidate_url", Compare, Text, D::None, "URL", "Base URL of the candidate side (also the second positional URL); `sim`: an in-process simulator"),
+    in_scope(Scope::Compare, "baseline_api_key", Compare, Secret, D::None, "KEY", "Key of the baseline side [default: the shared api_key]"),
+    in_scope(Scope::Compare, "candidate_api_key", Compare, Secret, D::None, "KEY", "Key of the candidate side [default: the shared api_key]"),
+    in_scope(Scope::Compare, "baseline_model", Compare, Text, D::None, "MODEL", "Model of the baseline side [default: the shared model, else discovered]"),
+    in_scope(Scope::Compare, "candidate_model", Compare, Text, D::None, "MODEL", "Model of the candidate side [default: the shared model, else discovered]"),
+    in_scope(Scope::Compare, "baseline_ca_cert", Compare, Text, D::None, "FILE", "CA of the baseline side [default: the shared ca_cert]"),
+    in_scope(Scope::Compare, "candidate_ca_cert", Compare, Text, D::None, "FILE", "CA of the candidate side [default: the shared ca_cert]"),
+    in_scope(Scope::Compare, "baseline_name", Compare, Text, D::Text("baseline"), "NAME", "Name of the baseline side in the report"),
+    in_scope(Scope::Compare, "candidate_name", Compare, Text, D::Text("candidate"), "NAME", "Name of the candidate side in the report"),
+    in_scope(Scope::Compare, "order", Compare, Text, D::Text("alternate"), "ORDER", "alternate: every turn goes to both sides one right after the other (paired); sequential: one side's whole run, then the other's"),
+    in_scope(Scope::Compare, "max_overhead_ms", Compare, Float, D::None, "MS", "Overhead PASS when the upper end of the 95% interval of the TTFT P95 difference is at most this"),
+    in_scope(Scope::Compare, "max_overhead_pct", Compare, Float, D::None, "PCT", "Overhead PASS when that upper end is at most this percentage of the baseline's TTFT P95"),
+    in_scope(Scope::Run, "baseline", Compare, Text, D::None, "FILE", "Compare this run with an earlier results.json: the same table and intervals, and a regression verdict"),
+    in_scope(Scope::Run, "max_regression_pct", Compare, Float, D::Float(10.0), "PCT", "With --baseline: FAIL when TTFT P95 or the speedup is worse than the baseline's by more than this, with confidence"),
+];
+
+/// Every setting of every command.
+pub fn all() -> impl Iterator<Item = &'static Setting> {
+    SCHEMA.iter().chain(COMPARE_SCHEMA)
+}
+
 /// The setting called `key`.
 pub fn find(key: &str) -> Option<&'static Setting> {
-    SCHEMA.iter().find(|s| s.key == key)
+    all().find(|s| s.key == key)
 }
 
 #[cfg(test)]
@@ -154,11 +212,11 @@ mod tests {
 
     #[test]
     fn keys_are_unique_snake_case_and_defaults_fit_their_kind() {
-        let mut keys: Vec<&str> = SCHEMA.iter().map(|s| s.key).collect();
+        let mut keys: Vec<&str> = all().map(|s| s.key).collect();
         keys.sort_unstable();
         keys.dedup();
-        assert_eq!(keys.len(), SCHEMA.len(), "a key is declared twice");
-        for s in SCHEMA {
+        assert_eq!(keys.len(), all().count(), "a key is declared twice");
+        for s in all() {
             assert!(s
                 .key
                 .chars()

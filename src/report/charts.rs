@@ -110,31 +110,38 @@ fn draw(f: Frame<'_>, series: impl FnOnce(&mut Chart<'_, '_>) -> Result<()>) -> 
 
 /// Median and P95 TTFT per turn number: the cache speedup shows as the drop after turn 1.
 pub fn ttft_by_turn(turns: &[(u32, f64, f64)]) -> Result<String> {
-    let title = "TTFT by turn (median and P95)";
-    if turns.is_empty() {
+    let median = turns.iter().map(|t| (t.0, t.1)).collect();
+    let p95 = turns.iter().map(|t| (t.0, t.2)).collect();
+    by_turn(
+        "TTFT by turn (median and P95)",
+        &[("median".into(), median), ("P95".into(), p95)],
+    )
+}
+
+/// Named lines of a value per turn number.
+pub fn by_turn(title: &str, series: &[(String, Vec<(u32, f64)>)]) -> Result<String> {
+    if series.iter().all(|(_, s)| s.is_empty()) {
         return empty(title, "no successful request");
     }
-    let max_turn = turns.iter().map(|t| t.0).max().unwrap_or(1);
+    let all = || series.iter().flat_map(|(_, s)| s.iter());
+    let max_turn = all().map(|t| t.0).max().unwrap_or(1);
     let frame = Frame {
         title,
         x: 0.5..max_turn as f64 + 0.5,
-        y: 0.0..top(turns.iter().map(|t| t.2).fold(0.0, f64::max)),
+        y: 0.0..top(all().map(|t| t.1).fold(0.0, f64::max)),
         x_desc: "turn",
         y_desc: "TTFT (ms)".into(),
         whole_x: Some(max_turn),
         legend: SeriesLabelPosition::UpperRight,
     };
     draw(frame, |chart| {
-        for (i, name) in ["median", "P95"].into_iter().enumerate() {
-            let pts: Vec<(f64, f64)> = turns
-                .iter()
-                .map(|t| (t.0 as f64, if i == 0 { t.1 } else { t.2 }))
-                .collect();
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = pts.iter().map(|t| (t.0 as f64, t.1)).collect();
             let c = colour(i);
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(err)?
-                .label(name)
+                .label(name.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -148,25 +155,44 @@ pub fn ttft_by_turn(turns: &[(u32, f64, f64)]) -> Result<String> {
 
 /// Cumulative distribution of TTFT from its histogram, with the P95 threshold marked.
 pub fn ttft_cdf(h: &Hist, threshold_ms: f64) -> Result<String> {
-    let title = "TTFT distribution (cumulative)";
-    if h.is_empty() {
+    cdf(
+        "TTFT distribution (cumulative)",
+        &[("TTFT", h)],
+        threshold_ms,
+    )
+}
+
+/// The cumulative distributions of several histograms, overlaid, with a threshold.
+pub fn cdf(title: &str, series: &[(&str, &Hist)], threshold_ms: f64) -> Result<String> {
+    if series.iter().all(|(_, h)| h.is_empty()) {
         return empty(title, "no successful request");
     }
-    let n = h.len() as f64;
-    let mut seen = 0u64;
-    let mut curve: Vec<(f64, f64)> = Vec::new();
-    for v in h.0.iter_recorded() {
-        seen += v.count_at_value();
-        curve.push((
-            v.value_iterated_to() as f64 / 1000.0,
-            seen as f64 / n * 100.0,
-        ));
-    }
-    let step = (curve.len() / 2000).max(1);
-    let last = *curve.last().expect("not empty");
-    let mut curve: Vec<(f64, f64)> = curve.into_iter().step_by(step).collect();
-    curve.push(last);
-    let xmax = top(last.0.max(threshold_ms));
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(name, h)| {
+            let n = h.len() as f64;
+            let mut seen = 0u64;
+            let mut curve: Vec<(f64, f64)> = Vec::new();
+            for v in h.0.iter_recorded() {
+                seen += v.count_at_value();
+                curve.push((
+                    v.value_iterated_to() as f64 / 1000.0,
+                    seen as f64 / n * 100.0,
+                ));
+            }
+            let step = (curve.len() / 2000).max(1);
+            let last = *curve.last().expect("not empty");
+            let mut curve: Vec<(f64, f64)> = curve.into_iter().step_by(step).collect();
+            curve.push(last);
+            (*name, curve)
+        })
+        .collect();
+    let xmax = top(curves
+        .iter()
+        .flat_map(|(_, c)| c.last())
+        .map(|p| p.0)
+        .fold(threshold_ms, f64::max));
     let frame = Frame {
         title,
         x: 0.0..xmax,
@@ -177,13 +203,16 @@ pub fn ttft_cdf(h: &Hist, threshold_ms: f64) -> Result<String> {
         legend: SeriesLabelPosition::LowerRight,
     };
     draw(frame, |chart| {
-        chart
-            .draw_series(LineSeries::new(curve, colour(0).stroke_width(2)))
-            .map_err(err)?
-            .label("TTFT")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour(0).stroke_width(2))
-            });
+        for (i, (name, curve)) in curves.into_iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(curve, c.stroke_width(2)))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+        }
         let red = RGBColor(200, 30, 30);
         chart
             .draw_series(LineSeries::new(

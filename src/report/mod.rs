@@ -352,28 +352,12 @@ impl RunReport {
 
     /// The AgnosticD user-info block between its markers; valid YAML on its own.
     pub fn write_user_info(&self, w: &mut dyn Write) -> io::Result<()> {
-        writeln!(w, "{BEGIN_MARKER}")?;
-        writeln!(w, "agnosticd_user_info:")?;
-        writeln!(w, "  msg: |-")?;
-        for line in self.card_lines() {
-            let clean: String = line
-                .chars()
-                .map(|c| if yaml_plain(c) { c } else { ' ' })
-                .collect();
-            let clean = clean.trim_end();
-            if clean.is_empty() {
-                writeln!(w)?;
-            } else {
-                writeln!(w, "    {clean}")?;
-            }
-        }
-        writeln!(w, "  data:")?;
-        let prefix = self.prefix();
-        for (key, value) in self.data() {
-            writeln!(w, "    {prefix}_{key}: {}", yaml_quote(&value))?;
-        }
-        writeln!(w, "{END_MARKER}")?;
-        Ok(())
+        let data: Vec<(String, String)> = self
+            .data()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        write_user_info_block(w, &self.card_lines(), self.prefix(), &data)
     }
 
     /// results.json: the state, with its derived figures for readers (recomputed,
@@ -394,14 +378,71 @@ impl RunReport {
 /// What a measuring command prints on stdout, in order: the summary, the compact
 /// results block when asked, and the user-info block last.
 pub fn write_stdout(w: &mut dyn Write, report: &RunReport, print_results: bool) -> io::Result<()> {
+    write_stdout_with(w, report, print_results, &[], &[])
+}
+
+/// [`write_stdout`] with lines after the summary and data keys after the run's, in the
+/// block too (`run --baseline` adds its comparison so).
+pub fn write_stdout_with(
+    w: &mut dyn Write,
+    report: &RunReport,
+    print_results: bool,
+    extra_lines: &[String],
+    extra_data: &[(String, String)],
+) -> io::Result<()> {
     report.write_summary(w)?;
+    for l in extra_lines {
+        writeln!(w, "{l}")?;
+    }
     writeln!(w)?;
     if print_results {
         results::write_block(w, &report.results_json())?;
         writeln!(w)?;
     }
-    report.write_user_info(w)?;
+    let mut card = report.card_lines();
+    card.extend(
+        extra_lines
+            .iter()
+            .filter(|l| !l.starts_with("===="))
+            .cloned(),
+    );
+    let mut data: Vec<(String, String)> = report
+        .data()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    data.extend(extra_data.iter().cloned());
+    write_user_info_block(w, &card, report.prefix(), &data)?;
     w.flush()
+}
+
+/// The AgnosticD user-info block: `msg` from `lines`, `data` as `<prefix>_<key>`.
+pub fn write_user_info_block(
+    w: &mut dyn Write,
+    lines: &[String],
+    prefix: &str,
+    data: &[(String, String)],
+) -> io::Result<()> {
+    writeln!(w, "{BEGIN_MARKER}")?;
+    writeln!(w, "agnosticd_user_info:")?;
+    writeln!(w, "  msg: |-")?;
+    for line in lines {
+        let clean: String = line
+            .chars()
+            .map(|c| if yaml_plain(c) { c } else { ' ' })
+            .collect();
+        let clean = clean.trim_end();
+        if clean.is_empty() {
+            writeln!(w)?;
+        } else {
+            writeln!(w, "    {clean}")?;
+        }
+    }
+    writeln!(w, "  data:")?;
+    for (key, value) in data {
+        writeln!(w, "    {prefix}_{key}: {}", yaml_quote(value))?;
+    }
+    writeln!(w, "{END_MARKER}")
 }
 
 /// Whether `c` may stand as itself in a YAML block scalar: printable for YAML, and

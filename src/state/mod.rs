@@ -376,6 +376,10 @@ impl TurnTally {
 /// One conversation's tally: its own speedup, and whether it completed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConversationTally {
+    /// (turn, TTFT µs) of every timed request: the per-conversation samples a
+    /// bootstrap over conversations resamples.
+    #[serde(default)]
+    pub ttfts: Vec<(u32, u64)>,
     pub first_ttft_us: Option<u64>,
     pub later_ttft_sum_us: u64,
     pub later_timed: u32,
@@ -562,6 +566,7 @@ impl RunState {
         let mut clamped = 0;
         if let Some(t) = m.ttft_us {
             clamped += u64::from(!turn.ttft.record(t));
+            conv.ttfts.push((r.turn, t));
             if r.turn == 1 {
                 c.first_turn_ttft_sum_us = c.first_turn_ttft_sum_us.saturating_add(t);
                 c.first_turns_timed += 1;
@@ -620,6 +625,7 @@ impl RunState {
             if mine.first_ttft_us.is_none() {
                 mine.first_ttft_us = c.first_ttft_us;
             }
+            mine.ttfts.extend_from_slice(&c.ttfts);
             mine.later_ttft_sum_us += c.later_ttft_sum_us;
             mine.later_timed += c.later_timed;
             mine.ok_turns += c.ok_turns;
