@@ -405,6 +405,14 @@ pub struct SimArgs {
         help_heading = "Faults"
     )]
     pub long_line_bytes: usize,
+    /// Fault: share of Responses API requests whose previous_response_id is taken as unknown
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        help_heading = "Faults"
+    )]
+    pub unknown_response_rate: f64,
 }
 
 impl SimArgs {
@@ -427,6 +435,7 @@ impl SimArgs {
             ("--error-event-rate", self.error_event_rate),
             ("--no-end-rate", self.no_end_rate),
             ("--stall-rate", self.stall_rate),
+            ("--unknown-response-rate", self.unknown_response_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(ConfigError::new(format!(
@@ -489,6 +498,7 @@ impl SimArgs {
                 stall_between_events_ms: self.stall_between_events_ms,
                 null_content: self.null_content,
                 long_line_bytes: self.long_line_bytes,
+                unknown_response_rate: self.unknown_response_rate,
             },
         })
     }

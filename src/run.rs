@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::client::{Endpoint, Message, RequestError, Unusable};
+use crate::client::{Api, Chain, Endpoint, Message, RequestError, Unusable};
+use crate::config::History;
 use crate::config::Settings;
 use crate::error::ConfigError;
 use crate::report::RunReport;
@@ -157,8 +158,14 @@ pub async fn warm_up(p: &Prepared, model: &str, stop: &mut StopRx) -> Result<War
             parts: &[&prompt],
         }];
         let max_tokens = p.settings.workload.max_tokens.min(16);
-        let body = p.endpoint.chat_body(model, &msgs, max_tokens);
-        let Some(m) = or_stop(p.endpoint.chat(body), stop, grace).await else {
+        let api = p.settings.target.api;
+        let body = match api {
+            Api::Chat => p.endpoint.chat_body(model, &msgs, max_tokens),
+            Api::Responses => p
+                .endpoint
+                .responses_body(model, &msgs, max_tokens, Chain::None),
+        };
+        let Some(m) = or_stop(p.endpoint.send(api, body), stop, grace).await else {
             break;
         };
         done.requests += 1;
@@ -279,6 +286,8 @@ pub async fn measure_lanes(
                 plan: l.prepared.plan.clone(),
                 endpoint: l.prepared.endpoint.clone(),
                 model: l.model.as_str().into(),
+                api: l.prepared.settings.target.api,
+                history: l.prepared.settings.target.history,
             })
             .collect(),
     );
@@ -511,6 +520,8 @@ struct LaneCtx {
     plan: Arc<Plan>,
     endpoint: Endpoint,
     model: Arc<str>,
+    api: Api,
+    history: Option<History>,
 }
 
 struct ConversationCtx {
@@ -570,6 +581,9 @@ async fn run_conversation(mut ctx: ConversationCtx) {
         .iter()
         .map(|_| vec![("user", Turn::Opening)])
         .collect();
+    // Responses API state per lane: the last successful response, the conversation.
+    let mut previous: Vec<Option<String>> = lanes.iter().map(|_| None).collect();
+    let mut conversation: Vec<Option<String>> = lanes.iter().map(|_| None).collect();
     let mut order: Vec<usize> = (0..lanes.len()).collect();
     for turn in 0..pace.delays.len() {
         if turn > 0 {
@@ -615,14 +629,63 @@ async fn run_conversation(mut ctx: ConversationCtx) {
                     },
                 })
                 .collect();
-            let prompt_bytes: usize = msgs.iter().map(Message::len).sum();
-            let body = l.endpoint.chat_body(&l.model, &msgs, ctx.max_tokens);
+            // Server-held histories get only the new user message.
+            let sent: &[Message<'_>] = match l.history {
+                Some(History::Server | History::Conversation) => &msgs[msgs.len() - 1..],
+                _ => &msgs,
+            };
+            let prompt_bytes: usize = sent.iter().map(Message::len).sum();
+            ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+            let mut called_us = crate::client::micros(ctx.phase_start.elapsed());
+            let mut m = match (l.api, l.history) {
+                (Api::Chat, _) => {
+                    let body = l.endpoint.chat_body(&l.model, sent, ctx.max_tokens);
+                    l.endpoint.send(Api::Chat, body).await
+                }
+                (Api::Responses, Some(History::Conversation)) => {
+                    let mut refused = None;
+                    if conversation[lane].is_none() {
+                        match l.endpoint.create_conversation().await {
+                            Ok(id) => conversation[lane] = Some(id),
+                            Err(e) => refused = Some(e),
+                        }
+                        // Creating the conversation is not part of the turn's latency.
+                        called_us = crate::client::micros(ctx.phase_start.elapsed());
+                    }
+                    match &conversation[lane] {
+                        Some(id) => {
+                            let chain = Chain::Conversation(id);
+                            let body =
+                                l.endpoint
+                                    .responses_body(&l.model, sent, ctx.max_tokens, chain);
+                            l.endpoint.send(Api::Responses, body).await
+                        }
+                        // The turn fails as the creation did; the next turn tries again.
+                        None => crate::client::Measured {
+                            error: refused,
+                            ..Default::default()
+                        },
+                    }
+                }
+                (Api::Responses, history) => {
+                    let chain = match history {
+                        Some(History::Server) => Chain::Previous(previous[lane].as_deref()),
+                        _ => Chain::None,
+                    };
+                    let body = l
+                        .endpoint
+                        .responses_body(&l.model, sent, ctx.max_tokens, chain);
+                    l.endpoint.send(Api::Responses, body).await
+                }
+            };
             drop(msgs);
             drop(singles);
-            ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-            let called_us = crate::client::micros(ctx.phase_start.elapsed());
-            let mut m = l.endpoint.chat(body).await;
             ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if m.ok() {
+                if let Some(id) = m.response_id.take() {
+                    previous[lane] = Some(id);
+                }
+            }
             let reply = std::mem::take(&mut m.reply);
             let record = RequestRecord {
                 conversation: pace.index,

@@ -1,5 +1,6 @@
 //! Arbitrary bytes, split at arbitrary places, through the SSE parser and the
-//! interpretation of chat completion events: no panic, and the split never matters.
+//! interpretation of chat completion and Responses API events: no panic, and the split
+//! never matters.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +21,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(pieces, whole);
 
     let mut state = StreamState::default();
+    let mut m = Measured::default();
+    for (t, ev) in whole.iter().enumerate() {
+        if state.on_event(ev, t as u64, &mut m).is_err() || state.done {
+            break;
+        }
+    }
+    let _ = state.finish(&mut m);
+
+    let mut state = turnbench::client::responses::StreamState::default();
     let mut m = Measured::default();
     for (t, ev) in whole.iter().enumerate() {
         if state.on_event(ev, t as u64, &mut m).is_err() || state.done {

@@ -81,6 +81,8 @@ pub struct Measured {
     pub error: Option<RequestError>,
     /// The generated text (content only), appended to the conversation's history.
     pub reply: String,
+    /// The Responses API's id of this response (the next turn's previous_response_id).
+    pub response_id: Option<String>,
 }
 
 impl Measured {

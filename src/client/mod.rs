@@ -6,6 +6,7 @@ mod connect_timing;
 pub mod diagnose;
 pub mod measured;
 mod resolve;
+pub mod responses;
 pub mod sse;
 
 use std::sync::Arc;
@@ -76,6 +77,40 @@ struct StreamOptions {
     include_usage: bool,
 }
 
+/// Which API a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `POST /chat/completions`.
+    Chat,
+    /// `POST /responses`.
+    Responses,
+}
+
+/// How a Responses request ties into the conversation's earlier turns.
+#[derive(Debug, Clone, Copy)]
+pub enum Chain<'a> {
+    /// The whole conversation is in the input.
+    None,
+    /// `previous_response_id`: the server holds the history.
+    Previous(Option<&'a str>),
+    /// `conversation`: the Conversations API holds the history.
+    Conversation(&'a str),
+}
+
+#[derive(Serialize)]
+struct ResponsesRequest<'a> {
+    model: &'a str,
+    input: &'a [Message<'a>],
+    max_output_tokens: u32,
+    stream: bool,
+    store: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_response_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation: Option<&'a str>,
+}
+
 /// Why the endpoint cannot be used at all (exit code 3).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -86,6 +121,7 @@ pub struct Unusable(pub String);
 pub struct Endpoint {
     base: String,
     chat_url: reqwest::Url,
+    responses_url: reqwest::Url,
     auth: Option<HeaderValue>,
     key: Option<Secret>,
     http: reqwest::Client,
@@ -126,6 +162,7 @@ impl Endpoint {
         let base_text = base.as_str().trim_end_matches('/').to_string();
         Ok(Endpoint {
             chat_url: reqwest::Url::parse(&format!("{base_text}/chat/completions"))?,
+            responses_url: reqwest::Url::parse(&format!("{base_text}/responses"))?,
             base: base_text,
             auth: t.auth.as_ref().map(|a| a.header.clone()),
             key: t.auth.as_ref().map(|a| a.key.clone()),
@@ -237,11 +274,89 @@ impl Endpoint {
     /// Send one streamed chat completion and time it. Never panics on what the server
     /// sends; every failure is an error of a kind in the result.
     pub async fn chat(&self, body: Bytes) -> Measured {
+        self.send(Api::Chat, body).await
+    }
+
+    /// Serialize a Responses API request (see [`Endpoint::chat_body`]).
+    pub fn responses_body(
+        &self,
+        model: &str,
+        input: &[Message<'_>],
+        max_tokens: u32,
+        chain: Chain<'_>,
+    ) -> Bytes {
+        let (previous_response_id, conversation, store) = match chain {
+            Chain::None => (None, None, false),
+            Chain::Previous(id) => (id, None, true),
+            Chain::Conversation(id) => (None, Some(id), true),
+        };
+        let req = ResponsesRequest {
+            model,
+            input,
+            max_output_tokens: max_tokens,
+            stream: true,
+            store,
+            previous_response_id,
+            conversation,
+        };
+        let text: usize = input.iter().map(|m| m.len() + 32).sum();
+        let mut buf = Vec::with_capacity(text + text / 16 + 256);
+        serde_json::to_writer(&mut buf, &req).expect("responses request serializes");
+        Bytes::from(buf)
+    }
+
+    /// `POST {base}/conversations`: a new conversation of the Conversations API.
+    pub async fn create_conversation(&self) -> Result<String, RequestError> {
+        let url = reqwest::Url::parse(&format!("{}/conversations", self.base))
+            .map_err(|e| RequestError::new(ErrorKind::Connect, format!("bad URL: {e}")))?;
+        let send = self
+            .request(reqwest::Method::POST, url)
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}")
+            .send();
+        let resp = match tokio::time::timeout(self.timeout, send).await {
+            Err(_) => return Err(timeout_error("creating a conversation", self.timeout)),
+            Ok(Err(e)) => {
+                let mut err = send_error(&e, &self.base);
+                err.message = self.public(&err.message);
+                return Err(err);
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        let body = tokio::time::timeout(self.timeout, resp.bytes())
+            .await
+            .ok()
+            .and_then(|b| b.ok())
+            .unwrap_or_default();
+        if !status.is_success() {
+            return Err(RequestError::new(
+                ErrorKind::HttpStatus,
+                self.public(&format!(
+                    "creating a conversation: HTTP {}: {}",
+                    status.as_u16(),
+                    error_message(&body)
+                )),
+            )
+            .with_status(status.as_u16()));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        v["id"].as_str().map(String::from).ok_or_else(|| {
+            RequestError::new(
+                ErrorKind::BadEvent,
+                "creating a conversation: the answer has no id".into(),
+            )
+        })
+    }
+
+    /// Send one streamed request to `api` and time it. Never panics on what the server
+    /// sends; every failure is an error of a kind in the result.
+    pub async fn send(&self, api: Api, body: Bytes) -> Measured {
         let start = Instant::now();
         let deadline = start + self.timeout;
         let mut m = Measured::default();
         let (result, connected) =
-            connect_timing::scope(self.chat_inner(body, start, deadline, &mut m)).await;
+            connect_timing::scope(self.send_inner(api, body, start, deadline, &mut m)).await;
         if let Err(mut err) = result {
             if err.status == Some(404) && diagnose::is_path_not_found(&err.message) {
                 // Outside the timing scope: the probe's connections are not this request's.
@@ -274,15 +389,22 @@ impl Endpoint {
         m
     }
 
-    async fn chat_inner(
+    async fn send_inner(
         &self,
+        api: Api,
         body: Bytes,
         start: Instant,
         deadline: Instant,
         m: &mut Measured,
     ) -> Result<(), RequestError> {
         let send = self
-            .request(reqwest::Method::POST, self.chat_url.clone())
+            .request(
+                reqwest::Method::POST,
+                match api {
+                    Api::Chat => self.chat_url.clone(),
+                    Api::Responses => self.responses_url.clone(),
+                },
+            )
             .header(CONTENT_TYPE, "application/json")
             .body(body)
             .send();
@@ -326,12 +448,15 @@ impl Endpoint {
             let t = micros(start.elapsed());
             m.first_event_us = Some(t);
             m.e2e_us = Some(t);
-            return chunk::apply_whole_response(&buf, m);
+            return match api {
+                Api::Chat => chunk::apply_whole_response(&buf, m),
+                Api::Responses => responses::apply_whole_response(&buf, m),
+            };
         }
         m.streamed = true;
 
         let mut parser = sse::Parser::new();
-        let mut state = chunk::StreamState::default();
+        let mut state = Interpreter::new(api);
         loop {
             let Some(bytes) = self.next_chunk(&mut resp, deadline).await? else {
                 break;
@@ -341,7 +466,7 @@ impl Endpoint {
             let mut failure = None;
             parser
                 .feed(&bytes, &mut |ev| {
-                    if failure.is_none() && !state.done {
+                    if failure.is_none() && !state.done() {
                         if let Err(e) = state.on_event(&ev, t, m) {
                             failure = Some(e);
                         }
@@ -351,12 +476,12 @@ impl Endpoint {
             if let Some(e) = failure {
                 return Err(e);
             }
-            if state.done {
+            if state.done() {
                 break;
             }
         }
         state.finish(m)?;
-        if self.keep_alive && state.done {
+        if self.keep_alive && state.done() {
             // The connection returns to the pool only once its body is read to the
             // end (the chunked terminator usually follows [DONE] at once).
             m.e2e_us = Some(micros(start.elapsed()));
@@ -394,6 +519,40 @@ impl Endpoint {
                 format!("stream broken: {}", error_chain(&e)),
             )),
             Ok(Ok(chunk)) => Ok(chunk),
+        }
+    }
+}
+
+/// The meaning of a stream's events, by API.
+enum Interpreter {
+    Chat(chunk::StreamState),
+    Responses(responses::StreamState),
+}
+
+impl Interpreter {
+    fn new(api: Api) -> Interpreter {
+        match api {
+            Api::Chat => Interpreter::Chat(Default::default()),
+            Api::Responses => Interpreter::Responses(Default::default()),
+        }
+    }
+    fn on_event(&mut self, ev: &sse::Event, t: u64, m: &mut Measured) -> Result<(), RequestError> {
+        match self {
+            Interpreter::Chat(s) => s.on_event(ev, t, m),
+            Interpreter::Responses(s) => s.on_event(ev, t, m),
+        }
+    }
+    /// Nothing after this is read.
+    fn done(&self) -> bool {
+        match self {
+            Interpreter::Chat(s) => s.done,
+            Interpreter::Responses(s) => s.done,
+        }
+    }
+    fn finish(&self, m: &mut Measured) -> Result<(), RequestError> {
+        match self {
+            Interpreter::Chat(s) => s.finish(m),
+            Interpreter::Responses(s) => s.finish(m),
         }
     }
 }

@@ -106,9 +106,34 @@ impl Shard {
     }
 }
 
+/// Who holds a conversation's history with the Responses API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum History {
+    /// `previous_response_id` and `store: true`: each turn sends only its new message.
+    Server,
+    /// The whole conversation as input, `store: false`.
+    Client,
+    /// The Conversations API: a conversation created once, each turn sent into it.
+    Conversation,
+}
+
+impl History {
+    pub fn label(self) -> &'static str {
+        match self {
+            History::Server => "server",
+            History::Client => "client",
+            History::Conversation => "conversation",
+        }
+    }
+}
+
 /// The endpoint and how to talk to it, parsed once: the client builds from this.
 #[derive(Debug, Clone)]
 pub struct TargetSettings {
+    pub api: crate::client::Api,
+    /// With the Responses API: who holds the history (`None` with chat completions).
+    pub history: Option<History>,
     /// Base URL including `/v1`, without a trailing slash; `None`: the built-in simulator.
     pub url: Option<reqwest::Url>,
     pub auth: Option<Auth>,
@@ -644,7 +669,32 @@ fn target_settings(l: &Layers<'_>, side: Option<&str>) -> Result<TargetSettings,
         }
     };
 
+    use crate::client::Api;
+    let (api_key, history_key) = (key("api"), key("history"));
+    let api = match trimmed(l, &api_key)?.as_deref() {
+        None | Some("chat") => Api::Chat,
+        Some("responses") => Api::Responses,
+        Some(_) => return Err(l.bad(&api_key, "chat or responses")),
+    };
+    let history = match (api, trimmed(l, &history_key)?.as_deref()) {
+        (Api::Chat, None) => None,
+        (Api::Chat, Some(_)) => {
+            return Err(ConfigError::new(format!(
+                "{}={:?}: expected only with --api responses (chat completions always resend the history)",
+                l.name(&history_key),
+                l.shown(&history_key),
+            )))
+        }
+        (Api::Responses, None | Some("server")) => Some(History::Server),
+        (Api::Responses, Some("client")) => Some(History::Client),
+        (Api::Responses, Some("conversation")) => Some(History::Conversation),
+        (Api::Responses, Some(_)) => {
+            return Err(l.bad(&history_key, "server, client or conversation"))
+        }
+    };
     Ok(TargetSettings {
+        api,
+        history,
         url,
         auth,
         model: trimmed(l, &key("model"))?,

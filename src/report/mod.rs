@@ -140,6 +140,23 @@ impl RunReport {
             w.conversations, w.turns, w.parallel, w.min_delay, w.max_delay, w.max_tokens,
             st.counts.warmup_requests, st.counts.warmup_failed
         ));
+        out.push(format!(
+            "API: {}",
+            match (w.api, w.history) {
+                (crate::client::Api::Chat, _) =>
+                    "chat completions (the client resends the history)".to_string(),
+                (crate::client::Api::Responses, Some(h)) => format!(
+                    "Responses API, history held by the {} ({} broken chains)",
+                    match h {
+                        crate::config::History::Server => "server (previous_response_id)",
+                        crate::config::History::Client => "client (whole input)",
+                        crate::config::History::Conversation => "Conversations API",
+                    },
+                    st.counts.chain_breaks
+                ),
+                (crate::client::Api::Responses, None) => "Responses API".to_string(),
+            }
+        ));
         if let (Some(a), Some(b)) = (st.started_at, st.ended_at) {
             out.push(format!("Measured: {} to {}", a.rfc3339(), b.rfc3339()));
         }
@@ -209,8 +226,8 @@ impl RunReport {
         for t in s.by_turn.values() {
             match &t.ttft {
                 Some(x) => out.push(format!(
-                    "  Turn {}: {:.2} ms avg (P50 {:.2}, P95 {:.2}, n={})",
-                    t.label, x.mean_ms, x.p50_ms, x.p95_ms, x.count
+                    "  Turn {}: {:.2} ms avg (P50 {:.2}, P95 {:.2}, n={}), {:.0} bytes of messages sent",
+                    t.label, x.mean_ms, x.p50_ms, x.p95_ms, x.count, t.mean_prompt_bytes
                 )),
                 None => out.push(format!("  Turn {}: N/A (n=0)", t.label)),
             }
@@ -324,6 +341,20 @@ impl RunReport {
             ("salt", meta.salt.clone().unwrap_or_else(|| "none".into())),
             ("warm_first_turns", s.warm_first_turns.to_string()),
             ("warnings", self.verdict.warnings.len().to_string()),
+            (
+                "api",
+                match meta.workload.api {
+                    crate::client::Api::Chat => "chat".into(),
+                    crate::client::Api::Responses => "responses".into(),
+                },
+            ),
+            (
+                "history",
+                meta.workload
+                    .history
+                    .map(|h| h.label().to_string())
+                    .unwrap_or_else(|| "N/A".into()),
+            ),
         ]
     }
 

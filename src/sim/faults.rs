@@ -28,6 +28,8 @@ pub struct Faults {
     pub null_content: bool,
     /// Make the first token a line of this many bytes (0: off).
     pub long_line_bytes: usize,
+    /// Responses API: treat this share of `previous_response_id`s as unknown.
+    pub unknown_response_rate: f64,
 }
 
 impl Default for Faults {
@@ -46,6 +48,7 @@ impl Default for Faults {
             stall_between_events_ms: 0.0,
             null_content: false,
             long_line_bytes: 0,
+            unknown_response_rate: 0.0,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod cache;
 mod clock;
 mod faults;
+mod responses;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +76,35 @@ struct Shared {
     /// How late the first token left, against its planned time: the simulator's own
     /// error, which a client benchmark must not be blamed for.
     lateness: Mutex<hdrhistogram::Histogram<u64>>,
+    /// The Responses API's stored responses and conversations.
+    store: responses::SharedStore,
+    /// Requests that named a previous response, for the unknown-id fault.
+    chained: AtomicU64,
+}
+
+impl Shared {
+    /// Prompt tokens found in the prefix cache (its blocks inserted as a side effect).
+    fn cached_tokens(&self, prompt: &str, prompt_tokens: u64) -> u64 {
+        let hit_blocks = self
+            .cache
+            .lock()
+            .expect("cache lock")
+            .lookup_insert(prompt.as_bytes());
+        // Tokens are characters / 4: count the characters of the cached bytes.
+        let hit_chars = prompt.as_bytes()[..hit_blocks * BLOCK_BYTES]
+            .iter()
+            .filter(|b| (**b & 0xC0) != 0x80)
+            .count();
+        ((hit_chars / CHARS_PER_TOKEN) as u64).min(prompt_tokens)
+    }
+
+    /// The time to first token of a prompt with `uncached` tokens to prefill.
+    fn ttft(&self, uncached: u64) -> Duration {
+        Duration::from_secs_f64(
+            (self.cfg.base_ttft_ms / 1000.0)
+                + uncached as f64 * self.cfg.prefill_us_per_token / 1_000_000.0,
+        )
+    }
 }
 
 /// A simulator serving on a local address until dropped or shut down.
@@ -209,6 +239,8 @@ pub fn router(cfg: SimConfig) -> Router {
         cache: Mutex::new(PrefixCache::new(blocks)),
         next_id: AtomicU64::new(1),
         lateness: Mutex::new(crate::state::Hist::default().0),
+        store: Mutex::default(),
+        chained: AtomicU64::new(0),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -217,6 +249,9 @@ pub fn router(cfg: SimConfig) -> Router {
     Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/{id}", get(responses::get_response))
+        .route("/v1/conversations", post(responses::create_conversation))
         .route("/health", get(|| async { "ok" }))
         .route("/sim/stats", get(stats))
         // Long conversations resend everything: axum's 2 MB default is far too small.

@@ -85,6 +85,14 @@ pub struct WorkloadSpec {
     pub documents: DocumentSource,
     pub include_usage: bool,
     pub keep_alive: bool,
+    #[serde(default = "chat")]
+    pub api: crate::client::Api,
+    #[serde(default)]
+    pub history: Option<crate::config::History>,
+}
+
+fn chat() -> crate::client::Api {
+    crate::client::Api::Chat
 }
 
 /// What ran: the same in every shard of a run but for the shard indices.
@@ -134,6 +142,8 @@ impl RunMeta {
                 documents: w.documents.clone(),
                 include_usage: settings.target.include_usage,
                 keep_alive: settings.target.keep_alive,
+                api: settings.target.api,
+                history: settings.target.history,
             },
             thresholds: settings.thresholds,
             user_info_prefix: settings.output.user_info_prefix.clone(),
@@ -285,6 +295,10 @@ pub struct Counts {
     pub first_turns_with_usage: u64,
     /// Requests in flight when a stopped run's grace period ended.
     pub abandoned: u64,
+    /// Failed turns of server-held histories: the next turn continues from the last
+    /// successful response.
+    #[serde(default)]
+    pub chain_breaks: u64,
     pub warmup_requests: u64,
     pub warmup_failed: u64,
 }
@@ -314,6 +328,7 @@ impl Counts {
             warm_first_turns,
             first_turns_with_usage,
             abandoned,
+            chain_breaks,
             warmup_requests,
             warmup_failed,
         } = o;
@@ -340,6 +355,7 @@ impl Counts {
             (&mut self.warm_first_turns, warm_first_turns),
             (&mut self.first_turns_with_usage, first_turns_with_usage),
             (&mut self.abandoned, abandoned),
+            (&mut self.chain_breaks, chain_breaks),
             (&mut self.warmup_requests, warmup_requests),
             (&mut self.warmup_failed, warmup_failed),
         ] {
@@ -496,6 +512,8 @@ impl RunState {
 
         if let Some(err) = &m.error {
             c.failed += 1;
+            c.chain_breaks +=
+                u64::from(self.meta.workload.history == Some(crate::config::History::Server));
             c.fatal_failed += u64::from(err.is_fatal());
             turn.failed += 1;
             conv.failed_turns += 1;

@@ -125,4 +125,6 @@ pub const DATA_KEYS: &[&str] = &[
     "salt",
     "warm_first_turns",
     "warnings",
+    "api",
+    "history",
 ];
