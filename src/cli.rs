@@ -307,6 +307,12 @@ pub struct SimArgs {
     /// Prefix-cache capacity in tokens, least recently used blocks evicted beyond it
     #[arg(long, default_value_t = 1_000_000)]
     pub cache_capacity_tokens: u64,
+    /// Share of requests offering function tools that are answered with a tool call
+    #[arg(long, value_name = "RATE", default_value_t = 0.5)]
+    pub tool_call_rate: f64,
+    /// How long a server-side (MCP) tool call of the Responses API takes, ms
+    #[arg(long, value_name = "MS", default_value_t = 20.0)]
+    pub mcp_call_ms: f64,
     /// Require `Authorization: Bearer KEY`; others get 401 [env: TURNBENCH_SIM_API_KEY]
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
@@ -421,6 +427,7 @@ impl SimArgs {
             ("--base-ttft-ms", self.base_ttft_ms),
             ("--prefill-us-per-token", self.prefill_us_per_token),
             ("--itl-ms", self.itl_ms),
+            ("--mcp-call-ms", self.mcp_call_ms),
         ] {
             if !v.is_finite() || !(0.0..=3_600_000.0).contains(&v) {
                 return Err(ConfigError::new(format!(
@@ -436,6 +443,7 @@ impl SimArgs {
             ("--no-end-rate", self.no_end_rate),
             ("--stall-rate", self.stall_rate),
             ("--unknown-response-rate", self.unknown_response_rate),
+            ("--tool-call-rate", self.tool_call_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(ConfigError::new(format!(
@@ -484,6 +492,10 @@ impl SimArgs {
             output_tokens: self.output_tokens,
             cache_capacity_tokens: self.cache_capacity_tokens,
             api_key,
+            tools: sim::ToolSim {
+                call_rate: self.tool_call_rate,
+                mcp_call_ms: self.mcp_call_ms,
+            },
             faults: Faults {
                 error_rate: self.error_rate,
                 error_status: self.error_status,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::client::{Api, Chain, Endpoint, Message, RequestError, Unusable};
+use crate::client::{Api, Chain, Endpoint, Message, MessageKind, RequestError, ToolCall, Unusable};
 use crate::config::History;
 use crate::config::Settings;
 use crate::error::ConfigError;
@@ -156,14 +156,15 @@ pub async fn warm_up(p: &Prepared, model: &str, stop: &mut StopRx) -> Result<War
         let msgs = [Message {
             role: "user",
             parts: &[&prompt],
+            kind: MessageKind::Text,
         }];
         let max_tokens = p.settings.workload.max_tokens.min(16);
         let api = p.settings.target.api;
         let body = match api {
-            Api::Chat => p.endpoint.chat_body(model, &msgs, max_tokens),
+            Api::Chat => p.endpoint.chat_body(model, &msgs, max_tokens, &[]),
             Api::Responses => p
                 .endpoint
-                .responses_body(model, &msgs, max_tokens, Chain::None),
+                .responses_body(model, &msgs, max_tokens, Chain::None, &[]),
         };
         let Some(m) = or_stop(p.endpoint.send(api, body), stop, grace).await else {
             break;
@@ -288,6 +289,11 @@ pub async fn measure_lanes(
                 model: l.model.as_str().into(),
                 api: l.prepared.settings.target.api,
                 history: l.prepared.settings.target.history,
+                tools: workload::tool_definitions(
+                    l.prepared.settings.target.api,
+                    l.prepared.settings.workload.tools,
+                    &l.prepared.settings.target.mcp_servers,
+                ),
             })
             .collect(),
     );
@@ -522,6 +528,8 @@ struct LaneCtx {
     model: Arc<str>,
     api: Api,
     history: Option<History>,
+    /// The tools offered with every request, as the lane's API takes them.
+    tools: Vec<serde_json::Value>,
 }
 
 struct ConversationCtx {
@@ -553,16 +561,20 @@ async fn stopped(stop: &mut StopRx) {
     let _ = stop.wait_for(|s| s.is_some()).await;
 }
 
-/// One message of the history: the opening's parts, a fixed question, or a reply.
+/// One message of the history: the opening's parts, a fixed question, a reply, the
+/// model's tool calls, or a tool's output.
 enum Turn {
     Opening,
     Question(&'static str),
     Reply(String),
+    ToolCalls(Vec<ToolCall>),
+    ToolOutput { call_id: String, output: String },
 }
 
 /// Play one conversation: think, wait for a slot, send, read; turn after turn. With
 /// several lanes, each turn goes to every lane inside the same slot, in a seeded
-/// random order, each lane keeping its own history.
+/// random order, each lane keeping its own history. When the model calls a tool, the
+/// turn goes on with one follow-up request carrying the tools' outputs.
 ///
 /// A failed turn keeps its question in the history and adds no reply; the conversation
 /// goes on with its next turn, so later prompts still grow as they would have.
@@ -610,98 +622,138 @@ async fn run_conversation(mut ctx: ConversationCtx) {
         for &lane in &order {
             let l = &lanes[lane];
             let history = &mut histories[lane];
-            let singles: Vec<[&str; 1]> = history
-                .iter()
-                .map(|(_, t)| match t {
-                    Turn::Opening => [""],
-                    Turn::Question(q) => [*q],
-                    Turn::Reply(r) => [r.as_str()],
-                })
-                .collect();
-            let msgs: Vec<Message<'_>> = history
-                .iter()
-                .zip(&singles)
-                .map(|((role, t), one)| Message {
-                    role,
-                    parts: match t {
-                        Turn::Opening => &openings[lane],
-                        _ => one,
-                    },
-                })
-                .collect();
-            // Server-held histories get only the new user message.
-            let sent: &[Message<'_>] = match l.history {
-                Some(History::Server | History::Conversation) => &msgs[msgs.len() - 1..],
-                _ => &msgs,
-            };
-            let prompt_bytes: usize = sent.iter().map(Message::len).sum();
-            ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-            let mut called_us = crate::client::micros(ctx.phase_start.elapsed());
-            let mut m = match (l.api, l.history) {
-                (Api::Chat, _) => {
-                    let body = l.endpoint.chat_body(&l.model, sent, ctx.max_tokens);
-                    l.endpoint.send(Api::Chat, body).await
-                }
-                (Api::Responses, Some(History::Conversation)) => {
-                    let mut refused = None;
-                    if conversation[lane].is_none() {
-                        match l.endpoint.create_conversation().await {
-                            Ok(id) => conversation[lane] = Some(id),
-                            Err(e) => refused = Some(e),
-                        }
-                        // Creating the conversation is not part of the turn's latency.
-                        called_us = crate::client::micros(ctx.phase_start.elapsed());
-                    }
-                    match &conversation[lane] {
-                        Some(id) => {
-                            let chain = Chain::Conversation(id);
-                            let body =
-                                l.endpoint
-                                    .responses_body(&l.model, sent, ctx.max_tokens, chain);
-                            l.endpoint.send(Api::Responses, body).await
-                        }
-                        // The turn fails as the creation did; the next turn tries again.
-                        None => crate::client::Measured {
-                            error: refused,
-                            ..Default::default()
+            // Where this request's new messages start: what a server-held history
+            // has not seen yet.
+            let mut new_from = history.len() - 1;
+            for round in 0..2 {
+                let singles: Vec<[&str; 1]> = history
+                    .iter()
+                    .map(|(_, t)| match t {
+                        Turn::Question(q) => [*q],
+                        Turn::Reply(r) => [r.as_str()],
+                        Turn::ToolOutput { output, .. } => [output.as_str()],
+                        Turn::Opening | Turn::ToolCalls(_) => [""],
+                    })
+                    .collect();
+                let msgs: Vec<Message<'_>> = history
+                    .iter()
+                    .zip(&singles)
+                    .map(|((role, t), one)| Message {
+                        role,
+                        parts: match t {
+                            Turn::Opening => &openings[lane],
+                            Turn::ToolCalls(_) => &[],
+                            _ => one,
                         },
+                        kind: match t {
+                            Turn::ToolCalls(calls) => MessageKind::ToolCalls(calls),
+                            Turn::ToolOutput { call_id, .. } => MessageKind::ToolOutput { call_id },
+                            _ => MessageKind::Text,
+                        },
+                    })
+                    .collect();
+                let sent: &[Message<'_>] = match l.history {
+                    Some(History::Server | History::Conversation) => &msgs[new_from..],
+                    _ => &msgs,
+                };
+                let prompt_bytes: usize = sent.iter().map(Message::len).sum();
+                ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+                let mut called_us = crate::client::micros(ctx.phase_start.elapsed());
+                let mut m = match (l.api, l.history) {
+                    (Api::Chat, _) => {
+                        let body = l
+                            .endpoint
+                            .chat_body(&l.model, sent, ctx.max_tokens, &l.tools);
+                        l.endpoint.send(Api::Chat, body).await
+                    }
+                    (Api::Responses, Some(History::Conversation)) => {
+                        let mut refused = None;
+                        if conversation[lane].is_none() {
+                            match l.endpoint.create_conversation().await {
+                                Ok(id) => conversation[lane] = Some(id),
+                                Err(e) => refused = Some(e),
+                            }
+                            // Creating the conversation is not part of the turn's latency.
+                            called_us = crate::client::micros(ctx.phase_start.elapsed());
+                        }
+                        match &conversation[lane] {
+                            Some(id) => {
+                                let chain = Chain::Conversation(id);
+                                let body = l.endpoint.responses_body(
+                                    &l.model,
+                                    sent,
+                                    ctx.max_tokens,
+                                    chain,
+                                    &l.tools,
+                                );
+                                l.endpoint.send(Api::Responses, body).await
+                            }
+                            // The turn fails as the creation did; the next turn tries again.
+                            None => crate::client::Measured {
+                                error: refused,
+                                ..Default::default()
+                            },
+                        }
+                    }
+                    (Api::Responses, history) => {
+                        let chain = match history {
+                            Some(History::Server) => Chain::Previous(previous[lane].as_deref()),
+                            _ => Chain::None,
+                        };
+                        let body = l.endpoint.responses_body(
+                            &l.model,
+                            sent,
+                            ctx.max_tokens,
+                            chain,
+                            &l.tools,
+                        );
+                        l.endpoint.send(Api::Responses, body).await
+                    }
+                };
+                drop(msgs);
+                drop(singles);
+                ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+                if m.ok() {
+                    if let Some(id) = m.response_id.take() {
+                        previous[lane] = Some(id);
                     }
                 }
-                (Api::Responses, history) => {
-                    let chain = match history {
-                        Some(History::Server) => Chain::Previous(previous[lane].as_deref()),
-                        _ => Chain::None,
-                    };
-                    let body = l
-                        .endpoint
-                        .responses_body(&l.model, sent, ctx.max_tokens, chain);
-                    l.endpoint.send(Api::Responses, body).await
+                let reply = std::mem::take(&mut m.reply);
+                // One follow-up per turn answers the tools the model called.
+                let calls = (round == 0 && m.ok() && !l.tools.is_empty())
+                    .then(|| m.tool_calls.clone())
+                    .filter(|c| !c.is_empty());
+                let record = RequestRecord {
+                    conversation: pace.index,
+                    turn: turn as u32 + 1,
+                    doc_kind: pace.doc.kind,
+                    // Every offset of the request counts from its connection being ready.
+                    start_us: called_us + m.ready_after_us,
+                    prompt_bytes: prompt_bytes as u64,
+                    after_tool: round > 0,
+                    measured: m,
+                };
+                let ok = record.ok();
+                if ctx.tx.send((lane, record)).is_err() {
+                    return;
                 }
-            };
-            drop(msgs);
-            drop(singles);
-            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if m.ok() {
-                if let Some(id) = m.response_id.take() {
-                    previous[lane] = Some(id);
+                if let Some(calls) = calls {
+                    let outputs: Vec<Turn> = calls
+                        .iter()
+                        .map(|c| Turn::ToolOutput {
+                            call_id: c.id.clone(),
+                            output: workload::tool_output(c),
+                        })
+                        .collect();
+                    history.push(("assistant", Turn::ToolCalls(calls)));
+                    new_from = history.len();
+                    history.extend(outputs.into_iter().map(|t| ("tool", t)));
+                    continue;
                 }
-            }
-            let reply = std::mem::take(&mut m.reply);
-            let record = RequestRecord {
-                conversation: pace.index,
-                turn: turn as u32 + 1,
-                doc_kind: pace.doc.kind,
-                // Every offset of the request counts from its connection being ready.
-                start_us: called_us + m.ready_after_us,
-                prompt_bytes: prompt_bytes as u64,
-                measured: m,
-            };
-            let ok = record.ok();
-            if ctx.tx.send((lane, record)).is_err() {
-                return;
-            }
-            if ok && !reply.is_empty() {
-                history.push(("assistant", Turn::Reply(reply)));
+                if ok && !reply.is_empty() {
+                    history.push(("assistant", Turn::Reply(reply)));
+                }
+                break;
             }
         }
         drop(permit);

@@ -129,7 +129,17 @@ async fn chat_is_the_default_and_history_needs_the_responses_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_sets_the_api_per_side_stateful_against_stateless() {
     let sim = start_sim(fast_sim()).await;
-    let mut args = strings(&["compare", &sim.url(), &sim.url(), "--baseline-api", "chat", "--candidate-api", "responses", "--candidate-history", "server"]);
+    let mut args = strings(&[
+        "compare",
+        &sim.url(),
+        &sim.url(),
+        "--baseline-api",
+        "chat",
+        "--candidate-api",
+        "responses",
+        "--candidate-history",
+        "server",
+    ]);
     args.extend(small(&[]));
     let out = turnbench(&args, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -138,8 +148,151 @@ async fn compare_sets_the_api_per_side_stateful_against_stateless() {
     assert_eq!(data["litemaas_benchmark_candidate_api"], "responses");
     assert_eq!(data["litemaas_benchmark_candidate_history"], "server");
     for side in ["baseline", "candidate"] {
-        assert_eq!(data[&format!("litemaas_benchmark_{side}_failed_requests")], "0");
-        let speedup: f64 = data[&format!("litemaas_benchmark_{side}_speedup_ratio")].parse().unwrap();
+        assert_eq!(
+            data[&format!("litemaas_benchmark_{side}_failed_requests")],
+            "0"
+        );
+        let speedup: f64 = data[&format!("litemaas_benchmark_{side}_speedup_ratio")]
+            .parse()
+            .unwrap();
         assert!(speedup > 2.0, "{side}: {speedup}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_get_one_follow_up_each_counted_and_timed() {
+    for api in ["chat", "responses"] {
+        let (url, bodies) = recording_sim(fast_sim()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = strings(&[
+            "run",
+            &url,
+            "--api",
+            api,
+            "--tools",
+            "2",
+            "--output-dir",
+            dir.path().to_str().unwrap(),
+        ]);
+        args.extend(small(&[
+            "--conversations",
+            "4",
+            "--turns",
+            "3",
+            "--warmup",
+            "0",
+        ]));
+        let out = turnbench(&args, &[]).await;
+        assert_eq!(out.status.code(), Some(0), "{api}: {}", stderr(&out));
+        // The simulator calls a tool for half the requests that offer tools (6 of 12):
+        // each gets one follow-up with the tool's output.
+        let (_, data) = user_info(&stdout(&out));
+        assert_eq!(data["litemaas_benchmark_total_requests"], "18", "{api}");
+        assert_eq!(
+            data["litemaas_benchmark_failed_requests"],
+            "0",
+            "{api}: {}",
+            stdout(&out)
+        );
+        assert_eq!(data["litemaas_benchmark_tool_round_trips"], "6", "{api}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["stats"]["tool_calls"], 6);
+        assert_eq!(json["stats"]["time_to_tool_call"]["count"], 6);
+        assert_eq!(json["stats"]["ttft_after_tool"]["count"], 6);
+        let sent: Vec<serde_json::Value> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect();
+        assert!(
+            sent.iter()
+                .all(|b| b["tools"].as_array().is_some_and(|t| t.len() == 2)),
+            "{api}: tools offered with every request"
+        );
+        let outputs = sent
+            .iter()
+            .filter(|b| {
+                let items = if api == "chat" {
+                    &b["messages"]
+                } else {
+                    &b["input"]
+                };
+                items
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["role"] == "tool" || m["type"] == "function_call_output")
+            })
+            .count();
+        assert!(
+            outputs >= 6,
+            "{api}: {outputs} requests carried tool outputs"
+        );
+    }
+    // --tools 0 (the default) sends no tools at all.
+    let (url, bodies) = recording_sim(fast_sim()).await;
+    let out = turnbench(
+        &[&["run".to_string(), url][..], &small(&["--warmup", "0"])].concat(),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|b| !String::from_utf8_lossy(b).contains("\"tools\"")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_server_is_passed_to_the_server_and_its_tool_time_reported() {
+    let (url, bodies) = recording_sim(fast_sim()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = strings(&[
+        "run",
+        &url,
+        "--api",
+        "responses",
+        "--mcp-server",
+        "http://127.0.0.1:9/mcp",
+        "--output-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    args.extend(small(&["--warmup", "0"]));
+    let out = turnbench(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_slice(&bodies.lock().unwrap()[0]).unwrap();
+    assert_eq!(first["tools"][0]["type"], "mcp");
+    assert_eq!(first["tools"][0]["server_url"], "http://127.0.0.1:9/mcp");
+    assert_eq!(first["tools"][0]["require_approval"], "never");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("results.json")).unwrap()).unwrap();
+    let server_tool = &json["stats"]["server_tool"];
+    assert_eq!(server_tool["count"], 12);
+    assert!(
+        server_tool["p50_ms"].as_f64().unwrap() >= 19.0,
+        "{server_tool}"
+    );
+    // MCP tools are the Responses API's.
+    let out = turnbench(
+        &strings(&[
+            "run",
+            "http://127.0.0.1:9/v1",
+            "--mcp-server",
+            "http://127.0.0.1:9/mcp",
+        ]),
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "--mcp-server=\"http://127.0.0.1:9/mcp\": expected only with --api responses"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -77,34 +77,6 @@ async fn twenty_conversations_over_twelve_documents_have_no_warm_first_turn() {
     assert_eq!(data["litemaas_benchmark_warm_first_turns"], "0", "{text}");
 }
 
-/// The simulator behind a recorder of every chat request's body.
-async fn recording_sim() -> (String, Arc<Mutex<Vec<Bytes>>>) {
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    let app = turnbench::sim::router(fast_sim()).layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let seen = seen.clone();
-            async move {
-                let (parts, body) = req.into_parts();
-                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                if parts.uri.path().ends_with("/chat/completions") {
-                    seen.lock().unwrap().push(bytes.clone());
-                }
-                next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
-                    .await
-            }
-        },
-    ));
-    (serve(app).await, bodies)
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 fn sorted(bodies: &Arc<Mutex<Vec<Bytes>>>) -> Vec<Bytes> {
     let mut v = std::mem::take(&mut *bodies.lock().unwrap());
     v.sort();
@@ -113,7 +85,7 @@ fn sorted(bodies: &Arc<Mutex<Vec<Bytes>>>) -> Vec<Bytes> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_seed_and_salt_repeat_a_run_byte_for_byte_and_find_it_warm() {
-    let (url, bodies) = recording_sim().await;
+    let (url, bodies) = recording_sim(fast_sim()).await;
     let args = ["--salt", "repeat-me", "--warmup", "0"];
     let (out, first) = run(&url, &args).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

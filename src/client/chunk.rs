@@ -35,7 +35,50 @@ struct Delta {
     #[serde(default)]
     reasoning: Option<String>,
     #[serde(default)]
-    tool_calls: Option<Vec<serde_json::Value>>,
+    tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+/// A piece of a tool call: streamed calls come in pieces joined by `index`.
+#[derive(Deserialize, Default)]
+struct ToolCallDelta {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize, Default)]
+struct FunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+/// Join the pieces of tool calls into `calls`.
+fn apply_tool_deltas(deltas: &[ToolCallDelta], calls: &mut Vec<super::ToolCall>) {
+    for (i, d) in deltas.iter().enumerate() {
+        let at = d.index.unwrap_or(i).min(63);
+        if calls.len() <= at {
+            calls.resize_with(at + 1, Default::default);
+        }
+        let c = &mut calls[at];
+        if let Some(id) = &d.id {
+            c.id.clone_from(id);
+        }
+        if let Some(f) = &d.function {
+            if let Some(n) = &f.name {
+                c.name.push_str(n);
+            }
+            if let Some(a) = &f.arguments {
+                if c.arguments.len() < MAX_REPLY_BYTES {
+                    c.arguments.push_str(a);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -99,6 +142,9 @@ impl StreamState {
                     .is_some_and(|s| !s.is_empty())
                     || d.reasoning.as_deref().is_some_and(|s| !s.is_empty());
                 let has_tool = d.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
+                if let Some(t) = &d.tool_calls {
+                    apply_tool_deltas(t, &mut m.tool_calls);
+                }
                 if has_content {
                     m.ttfc_us.get_or_insert(t);
                     // A server that ignores max_tokens must not grow the history without end.
@@ -184,6 +230,9 @@ pub fn apply_whole_response(body: &[u8], m: &mut Measured) -> Result<(), Request
                 output = true;
             }
             output |= msg.tool_calls.as_ref().is_some_and(|v| !v.is_empty());
+            if let Some(t) = &msg.tool_calls {
+                apply_tool_deltas(t, &mut m.tool_calls);
+            }
         }
     }
     if let Some(u) = chunk.usage {
@@ -296,5 +345,34 @@ mod tests {
         r.unwrap();
         assert_eq!(m.ttft_us, Some(12));
         assert_eq!(m.ttfc_us, None);
+        assert_eq!(m.tool_calls.len(), 1);
+        assert_eq!(m.tool_calls[0].name, "f");
+    }
+
+    #[test]
+    fn streamed_tool_call_pieces_are_joined_by_index() {
+        let (r, m) = run(&[
+            (
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"lookup","arguments":""}}]}}]}"#,
+                10,
+            ),
+            (
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"q\":"}}]}}]}"#,
+                11,
+            ),
+            (
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]},"finish_reason":"tool_calls"}]}"#,
+                12,
+            ),
+        ]);
+        r.unwrap();
+        assert_eq!(
+            m.tool_calls,
+            vec![crate::client::ToolCall {
+                id: "c1".into(),
+                name: "lookup".into(),
+                arguments: "{\"q\":1}".into()
+            }]
+        );
     }
 }

@@ -83,6 +83,10 @@ pub struct Measured {
     pub reply: String,
     /// The Responses API's id of this response (the next turn's previous_response_id).
     pub response_id: Option<String>,
+    /// The tools the model called (their arguments whole), in order.
+    pub tool_calls: Vec<super::ToolCall>,
+    /// Server-side tool calls (MCP): each one's time from start to completion, µs.
+    pub server_tool_us: Vec<u64>,
 }
 
 impl Measured {

@@ -25,30 +25,99 @@ pub use measured::{ErrorKind, Measured, RequestError};
 pub struct Message<'a> {
     pub role: &'a str,
     pub parts: &'a [&'a str],
+    pub kind: MessageKind<'a>,
 }
 
+/// What a message is besides text: the model's tool calls, or a tool's output.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum MessageKind<'a> {
+    #[default]
+    Text,
+    /// The assistant called these tools (its `parts` are empty).
+    ToolCalls(&'a [ToolCall]),
+    /// The output (`parts`) of the tool call with this id.
+    ToolOutput { call_id: &'a str },
+}
+
+/// A tool call the model made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+struct Joined<'a>(&'a [&'a str]);
+
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|p| f.write_str(p))
+    }
+}
+
+struct Content<'a>(&'a [&'a str]);
+
+impl Serialize for Content<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => s.serialize_str(one),
+            parts => s.collect_str(&Joined(parts)),
+        }
+    }
+}
+
+/// A message as chat completions take it.
 impl Serialize for Message<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        struct Joined<'a>(&'a [&'a str]);
-        impl std::fmt::Display for Joined<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.0.iter().try_for_each(|p| f.write_str(p))
+        let mut st = s.serialize_struct("Message", 3)?;
+        st.serialize_field("role", self.role)?;
+        match self.kind {
+            MessageKind::Text => st.serialize_field("content", &Content(self.parts))?,
+            MessageKind::ToolCalls(calls) => {
+                let calls: Vec<serde_json::Value> = calls
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({"id": c.id, "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments}})
+                    })
+                    .collect();
+                st.serialize_field("content", &Option::<&str>::None)?;
+                st.serialize_field("tool_calls", &calls)?;
+            }
+            MessageKind::ToolOutput { call_id } => {
+                st.serialize_field("tool_call_id", call_id)?;
+                st.serialize_field("content", &Content(self.parts))?;
             }
         }
-        struct Content<'a>(&'a [&'a str]);
-        impl Serialize for Content<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                match self.0 {
-                    [one] => s.serialize_str(one),
-                    parts => s.collect_str(&Joined(parts)),
+        st.end()
+    }
+}
+
+/// Messages as the Responses API's input items: tool calls are `function_call` items,
+/// tool outputs `function_call_output` items.
+struct ResponseInput<'a>(&'a [Message<'a>]);
+
+impl Serialize for ResponseInput<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for m in self.0 {
+            match m.kind {
+                MessageKind::Text => seq.serialize_element(m)?,
+                MessageKind::ToolCalls(calls) => {
+                    for c in calls {
+                        seq.serialize_element(&serde_json::json!({"type": "function_call",
+                            "call_id": c.id, "name": c.name, "arguments": c.arguments}))?;
+                    }
+                }
+                MessageKind::ToolOutput { call_id } => {
+                    seq.serialize_element(&serde_json::json!({"type": "function_call_output",
+                        "call_id": call_id, "output": Joined(m.parts).to_string()}))?;
                 }
             }
         }
-        let mut st = s.serialize_struct("Message", 2)?;
-        st.serialize_field("role", self.role)?;
-        st.serialize_field("content", &Content(self.parts))?;
-        st.end()
+        seq.end()
     }
 }
 
@@ -70,6 +139,8 @@ struct ChatRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tools: &'a [serde_json::Value],
 }
 
 #[derive(Serialize)]
@@ -101,7 +172,7 @@ pub enum Chain<'a> {
 #[derive(Serialize)]
 struct ResponsesRequest<'a> {
     model: &'a str,
-    input: &'a [Message<'a>],
+    input: ResponseInput<'a>,
     max_output_tokens: u32,
     stream: bool,
     store: bool,
@@ -109,6 +180,8 @@ struct ResponsesRequest<'a> {
     previous_response_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     conversation: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tools: &'a [serde_json::Value],
 }
 
 /// Why the endpoint cannot be used at all (exit code 3).
@@ -253,11 +326,18 @@ impl Endpoint {
 
     /// Serialize a chat request. Done before the clock starts, so a long history's
     /// serialization is never part of a latency.
-    pub fn chat_body(&self, model: &str, messages: &[Message<'_>], max_tokens: u32) -> Bytes {
+    pub fn chat_body(
+        &self,
+        model: &str,
+        messages: &[Message<'_>],
+        max_tokens: u32,
+        tools: &[serde_json::Value],
+    ) -> Bytes {
         let req = ChatRequest {
             model,
             messages,
             max_tokens,
+            tools,
             stream: true,
             stream_options: self.include_usage.then_some(StreamOptions {
                 include_usage: true,
@@ -284,6 +364,7 @@ impl Endpoint {
         input: &[Message<'_>],
         max_tokens: u32,
         chain: Chain<'_>,
+        tools: &[serde_json::Value],
     ) -> Bytes {
         let (previous_response_id, conversation, store) = match chain {
             Chain::None => (None, None, false),
@@ -292,7 +373,8 @@ impl Endpoint {
         };
         let req = ResponsesRequest {
             model,
-            input,
+            input: ResponseInput(input),
+            tools,
             max_output_tokens: max_tokens,
             stream: true,
             store,

@@ -20,6 +20,25 @@ struct Envelope {
     message: Option<String>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    #[serde(default)]
+    item: Option<Item>,
+    #[serde(default)]
+    item_id: Option<String>,
+}
+
+/// An output item: a function call carries its id, name and (when done) arguments.
+#[derive(Deserialize, Default)]
+struct Item {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -53,6 +72,8 @@ struct InputDetails {
 pub struct StreamState {
     /// `response.completed` or `response.incomplete` seen: the answer is whole.
     pub done: bool,
+    /// Server-side tool calls under way: item id and start time.
+    server_tools: Vec<(String, u64)>,
     token_events: u64,
     last_token_us: Option<u64>,
 }
@@ -90,6 +111,39 @@ impl StreamState {
             )
         };
         match kind {
+            "response.output_item.added" | "response.output_item.done" => {
+                if let Some(item) = env
+                    .item
+                    .filter(|i| i.kind.as_deref() == Some("function_call"))
+                {
+                    let id = item.call_id.or(item.id).unwrap_or_default();
+                    let found = m.tool_calls.iter().position(|c| c.id == id);
+                    let at = found.unwrap_or_else(|| {
+                        m.tool_calls.push(super::ToolCall {
+                            id,
+                            ..Default::default()
+                        });
+                        m.tool_calls.len() - 1
+                    });
+                    let call = &mut m.tool_calls[at];
+                    if let Some(n) = item.name {
+                        call.name = n;
+                    }
+                    if let Some(a) = item.arguments {
+                        call.arguments = a;
+                    }
+                }
+            }
+            "response.mcp_call.in_progress" => {
+                self.server_tools.push((env.item_id.unwrap_or_default(), t));
+            }
+            "response.mcp_call.completed" | "response.mcp_call.failed" => {
+                let id = env.item_id.unwrap_or_default();
+                if let Some(i) = self.server_tools.iter().position(|(x, _)| *x == id) {
+                    let (_, since) = self.server_tools.swap_remove(i);
+                    m.server_tool_us.push(t.saturating_sub(since));
+                }
+            }
             "response.created" | "response.in_progress" => {
                 if let Some(id) = env.response.and_then(|r| r.id) {
                     m.response_id = Some(id);
@@ -107,6 +161,13 @@ impl StreamState {
                     m.ttfc_us.get_or_insert(t);
                     if m.reply.len() < super::chunk::MAX_REPLY_BYTES {
                         m.reply.push_str(&delta);
+                    }
+                }
+                if kind == "response.function_call_arguments.delta" {
+                    if let Some(call) = m.tool_calls.last_mut() {
+                        if call.arguments.len() < super::chunk::MAX_REPLY_BYTES {
+                            call.arguments.push_str(&delta);
+                        }
                     }
                 }
                 m.ttft_us.get_or_insert(t);
@@ -308,6 +369,50 @@ mod tests {
             2,
         )]);
         assert_eq!(r.unwrap_err().kind, ErrorKind::StreamBroken);
+    }
+
+    #[test]
+    fn a_function_call_is_output_with_its_id_name_and_arguments() {
+        let (r, m) = run(&[
+            (
+                None,
+                r#"{"type":"response.output_item.added","item":{"type":"function_call","call_id":"call_1","name":"lookup","arguments":""}}"#,
+                3,
+            ),
+            (
+                None,
+                r#"{"type":"response.function_call_arguments.delta","delta":"{\"q\":"}"#,
+                7,
+            ),
+            (
+                None,
+                r#"{"type":"response.function_call_arguments.delta","delta":"2}"}"#,
+                8,
+            ),
+            (
+                None,
+                r#"{"type":"response.mcp_call.in_progress","item_id":"mcp_1"}"#,
+                9,
+            ),
+            (
+                None,
+                r#"{"type":"response.mcp_call.completed","item_id":"mcp_1"}"#,
+                29,
+            ),
+            (None, COMPLETED, 30),
+        ]);
+        r.unwrap();
+        assert_eq!(m.ttft_us, Some(7));
+        assert_eq!(m.tool_calls.len(), 1);
+        assert_eq!(
+            (
+                m.tool_calls[0].id.as_str(),
+                m.tool_calls[0].name.as_str(),
+                m.tool_calls[0].arguments.as_str()
+            ),
+            ("call_1", "lookup", "{\"q\":2}")
+        );
+        assert_eq!(m.server_tool_us, vec![20]);
     }
 
     #[test]

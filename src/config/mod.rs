@@ -134,6 +134,8 @@ pub struct TargetSettings {
     pub api: crate::client::Api,
     /// With the Responses API: who holds the history (`None` with chat completions).
     pub history: Option<History>,
+    /// MCP servers offered as tools (Responses API only).
+    pub mcp_servers: Vec<reqwest::Url>,
     /// Base URL including `/v1`, without a trailing slash; `None`: the built-in simulator.
     pub url: Option<reqwest::Url>,
     pub auth: Option<Auth>,
@@ -151,6 +153,8 @@ pub struct TargetSettings {
 /// What the run sends, and when.
 #[derive(Debug, Clone)]
 pub struct WorkloadSettings {
+    /// Function tools offered with every request.
+    pub tools: usize,
     pub conversations: usize,
     pub turns: usize,
     pub parallel: usize,
@@ -692,9 +696,30 @@ fn target_settings(l: &Layers<'_>, side: Option<&str>) -> Result<TargetSettings,
             return Err(l.bad(&history_key, "server, client or conversation"))
         }
     };
+    let mcp_servers = match trimmed(l, "mcp_server")? {
+        None => Vec::new(),
+        Some(list) => {
+            if api != Api::Responses {
+                return Err(ConfigError::new(format!(
+                    "{}={:?}: expected only with --api responses (MCP tools are the Responses API's)",
+                    l.name("mcp_server"),
+                    l.shown("mcp_server")
+                )));
+            }
+            list.split(',')
+                .map(|u| {
+                    reqwest::Url::parse(u.trim())
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https"))
+                        .ok_or_else(|| l.bad("mcp_server", "http(s) URLs, comma-separated"))
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
     Ok(TargetSettings {
         api,
         history,
+        mcp_servers,
         url,
         auth,
         model: trimmed(l, &key("model"))?,
@@ -884,7 +909,17 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
         }
     };
 
+    let tools = match l.uint("tools")? {
+        Some(n) if n as usize <= crate::workload::MAX_TOOLS => n as usize,
+        _ => {
+            return Err(l.bad(
+                "tools",
+                &format!("a whole number from 0 to {}", crate::workload::MAX_TOOLS),
+            ))
+        }
+    };
     let workload = WorkloadSettings {
+        tools,
         conversations: count("conversations", 10_000_000)?,
         turns: count("turns", 100_000)?,
         parallel: count("parallel", 100_000)?,

@@ -221,6 +221,23 @@ impl RunReport {
             "Warm first turns (mostly cached): {}",
             s.warm_first_turns
         ));
+        if w.tools > 0 || s.tool_calls > 0 || s.server_tool.is_some() {
+            let p50 = |x: &Option<Summary>| {
+                x.map(|x| format!("{:.2} ms", x.p50_ms))
+                    .unwrap_or_else(|| "N/A".into())
+            };
+            let convs = st.conversations.len().max(1) as f64;
+            out.push(format!(
+                "Tools: {} offered, {} calls, {} round trips ({:.2} per conversation); P50 time to the tool call {}, TTFT after a tool output {}, server-side tool time {}",
+                w.tools,
+                s.tool_calls,
+                s.tool_round_trips,
+                s.tool_round_trips as f64 / convs,
+                p50(&s.time_to_tool_call),
+                p50(&s.ttft_after_tool),
+                p50(&s.server_tool)
+            ));
+        }
         out.push(String::new());
         out.push("TTFT by Turn Number:".into());
         for t in s.by_turn.values() {
@@ -348,6 +365,7 @@ impl RunReport {
                     crate::client::Api::Responses => "responses".into(),
                 },
             ),
+            ("tool_round_trips", s.tool_round_trips.to_string()),
             (
                 "history",
                 meta.workload

@@ -6,6 +6,7 @@ mod cache;
 mod clock;
 mod faults;
 mod responses;
+mod tools;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use tokio::sync::oneshot;
 use crate::config::Secret;
 pub use cache::{PrefixCache, BLOCK_BYTES};
 pub use faults::Faults;
+pub use tools::ToolSim;
 
 /// Timing and behaviour of the simulated model.
 #[derive(Debug, Clone)]
@@ -43,6 +45,7 @@ pub struct SimConfig {
     /// When set, requests without `Authorization: Bearer <key>` get 401.
     pub api_key: Option<Secret>,
     pub faults: Faults,
+    pub tools: ToolSim,
 }
 
 impl Default for SimConfig {
@@ -56,6 +59,7 @@ impl Default for SimConfig {
             cache_capacity_tokens: 1_000_000,
             api_key: None,
             faults: Faults::default(),
+            tools: ToolSim::default(),
         }
     }
 }
@@ -80,6 +84,8 @@ struct Shared {
     store: responses::SharedStore,
     /// Requests that named a previous response, for the unknown-id fault.
     chained: AtomicU64,
+    /// Requests that offered function tools, for picking tool calls.
+    tool_offers: AtomicU64,
 }
 
 impl Shared {
@@ -241,6 +247,7 @@ pub fn router(cfg: SimConfig) -> Router {
         lateness: Mutex::new(crate::state::Hist::default().0),
         store: Mutex::default(),
         chained: AtomicU64::new(0),
+        tool_offers: AtomicU64::new(0),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -336,6 +343,8 @@ struct ChatRequest {
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +476,11 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         prompt_tokens + u64::from(n_out)
     );
 
+    let answering_tool = req.messages.last().is_some_and(|m| m.role == "tool");
+    if let Some(name) = tools::wants_call(&s, &req.tools, answering_tool).filter(|_| req.stream) {
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        return tools::chat_call(s, id, arrived, ttft, name, include_usage.then_some(usage));
+    }
     if !req.stream {
         s.timer
             .sleep_until(arrived + ttft + itl * n_out.saturating_sub(1))

@@ -61,6 +61,8 @@ struct Request {
     stream: bool,
     #[serde(default)]
     max_output_tokens: Option<u32>,
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -78,6 +80,26 @@ fn items(input: &serde_json::Value) -> Vec<Item> {
         serde_json::Value::Array(list) => list
             .iter()
             .filter_map(|m| {
+                // Tool calls and their outputs take part in the prompt like messages.
+                match m["type"].as_str() {
+                    Some("function_call") => {
+                        return Some(Item {
+                            role: "assistant".into(),
+                            text: format!(
+                                "<tool_call {} {}>",
+                                m["name"].as_str().unwrap_or(""),
+                                m["arguments"].as_str().unwrap_or("")
+                            ),
+                        })
+                    }
+                    Some("function_call_output") => {
+                        return Some(Item {
+                            role: "tool".into(),
+                            text: m["output"].as_str().unwrap_or("").to_string(),
+                        })
+                    }
+                    _ => {}
+                }
                 let role = m["role"].as_str()?.to_string();
                 let text = match &m["content"] {
                     serde_json::Value::String(s) => s.clone(),
@@ -255,6 +277,9 @@ pub(super) async fn create(
         }
         Err(why) => return error_response(StatusCode::NOT_FOUND, "invalid_request_error", &why),
     };
+    let answering_tool = input.last().is_some_and(|i| i.role == "tool");
+    let call = super::tools::wants_call(&s, &req.tools, answering_tool);
+    let mcp = super::tools::has_mcp(&req.tools) && !answering_tool;
     history.extend(input);
     let prompt = render(&history);
     let prompt_tokens = (prompt.chars().count().div_ceil(CHARS_PER_TOKEN)) as u64;
@@ -268,9 +293,16 @@ pub(super) async fn create(
         "completed"
     };
     let first_word = prompt.len() % WORDS.len();
-    let text: String = (0..n_out)
-        .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
-        .collect();
+    let text: String = match &call {
+        Some(name) => format!(
+            "<tool_call {name} {}>",
+            super::tools::ARGUMENT_PIECES.concat()
+        ),
+        None => (0..n_out)
+            .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
+            .collect(),
+    };
+    let mcp_time = Duration::from_secs_f64(s.cfg.tools.mcp_call_ms / 1000.0);
     let usage = serde_json::json!({
         "input_tokens": prompt_tokens,
         "output_tokens": n_out,
@@ -315,6 +347,54 @@ pub(super) async fn create(
             }
         }
         let mut at = arrived + ttft;
+        if mcp {
+            // The server runs the MCP tool before it answers: the answer waits for it.
+            let item = format!("mcp_{id}");
+            let events = [
+                serde_json::json!({"type": "response.output_item.added", "output_index": 1, "item": {"type": "mcp_call", "id": item}}),
+                serde_json::json!({"type": "response.mcp_call.in_progress", "output_index": 1, "item_id": item}),
+            ];
+            for ev in events {
+                if tx.send(Ok(send(ev))).await.is_err() {
+                    return;
+                }
+            }
+            s2.timer.sleep_until(Instant::now() + mcp_time).await;
+            let done = serde_json::json!({"type": "response.mcp_call.completed", "output_index": 1, "item_id": item});
+            if tx.send(Ok(send(done))).await.is_err() {
+                return;
+            }
+            at = at.max(Instant::now());
+        }
+        if let Some(name) = &call {
+            let call_id = format!("call_{id}");
+            let added = serde_json::json!({"type": "response.output_item.added", "output_index": 0,
+                "item": {"type": "function_call", "call_id": call_id, "name": name, "arguments": ""}});
+            if tx.send(Ok(send(added))).await.is_err() {
+                return;
+            }
+            for piece in super::tools::ARGUMENT_PIECES {
+                s2.timer.sleep_until(at).await;
+                let ev = serde_json::json!({"type": "response.function_call_arguments.delta", "output_index": 0, "delta": piece});
+                if tx.send(Ok(send(ev))).await.is_err() {
+                    return;
+                }
+                at += itl;
+            }
+            keep.apply(&s2, &id, &text);
+            let item = serde_json::json!({"type": "function_call", "call_id": call_id, "name": name,
+                "arguments": super::tools::ARGUMENT_PIECES.concat(), "status": "completed"});
+            let done = serde_json::json!({"type": "response.output_item.done", "output_index": 0, "item": item});
+            let mut response = response_json(&id, &s2.cfg.model, "", "completed", Some(usage));
+            response["output"] = serde_json::json!([item]);
+            let end = serde_json::json!({"type": "response.completed", "response": response});
+            for ev in [done, end] {
+                if tx.send(Ok(send(ev))).await.is_err() {
+                    return;
+                }
+            }
+            return;
+        }
         for i in 0..n_out {
             s2.timer.sleep_until(at).await;
             let word = WORDS[(first_word + i as usize) % WORDS.len()];

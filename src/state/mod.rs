@@ -39,6 +39,8 @@ pub struct RequestRecord {
     pub doc_kind: DocKind,
     pub start_us: u64,
     pub prompt_bytes: u64,
+    /// A follow-up request that carried tool outputs (its turn's second request).
+    pub after_tool: bool,
     pub measured: Measured,
 }
 
@@ -89,6 +91,9 @@ pub struct WorkloadSpec {
     pub api: crate::client::Api,
     #[serde(default)]
     pub history: Option<crate::config::History>,
+    /// Function tools offered with every request.
+    #[serde(default)]
+    pub tools: usize,
 }
 
 fn chat() -> crate::client::Api {
@@ -144,6 +149,7 @@ impl RunMeta {
                 keep_alive: settings.target.keep_alive,
                 api: settings.target.api,
                 history: settings.target.history,
+                tools: w.tools,
             },
             thresholds: settings.thresholds,
             user_info_prefix: settings.output.user_info_prefix.clone(),
@@ -224,10 +230,16 @@ pub struct Histograms {
     /// How late the client's own timer woke up during the measured phase: a bound on
     /// the client's measurement error.
     pub client_lag: Hist,
+    /// Requests that ended in a tool call: the time to it (their first output).
+    pub time_to_tool_call: Hist,
+    /// TTFT of the follow-up requests that carried tool outputs.
+    pub ttft_after_tool: Hist,
+    /// Server-side tool calls (MCP): from in progress to completed.
+    pub server_tool: Hist,
 }
 
 impl Histograms {
-    fn each_mut(&mut self) -> [&mut Hist; 10] {
+    fn each_mut(&mut self) -> [&mut Hist; 13] {
         [
             &mut self.ttft,
             &mut self.ttft_first_turn,
@@ -239,6 +251,9 @@ impl Histograms {
             &mut self.itl,
             &mut self.tpot,
             &mut self.client_lag,
+            &mut self.time_to_tool_call,
+            &mut self.ttft_after_tool,
+            &mut self.server_tool,
         ]
     }
     fn merge(&mut self, o: &Histograms) {
@@ -253,6 +268,9 @@ impl Histograms {
             &o.itl,
             &o.tpot,
             &o.client_lag,
+            &o.time_to_tool_call,
+            &o.ttft_after_tool,
+            &o.server_tool,
         ];
         for (mine, theirs) in self.each_mut().into_iter().zip(theirs) {
             mine.add(theirs);
@@ -299,6 +317,11 @@ pub struct Counts {
     /// successful response.
     #[serde(default)]
     pub chain_breaks: u64,
+    /// Successful requests that ended in tool calls, and the follow-ups that answered.
+    #[serde(default)]
+    pub tool_calls: u64,
+    #[serde(default)]
+    pub tool_followups: u64,
     pub warmup_requests: u64,
     pub warmup_failed: u64,
 }
@@ -329,6 +352,8 @@ impl Counts {
             first_turns_with_usage,
             abandoned,
             chain_breaks,
+            tool_calls,
+            tool_followups,
             warmup_requests,
             warmup_failed,
         } = o;
@@ -356,6 +381,8 @@ impl Counts {
             (&mut self.first_turns_with_usage, first_turns_with_usage),
             (&mut self.abandoned, abandoned),
             (&mut self.chain_breaks, chain_breaks),
+            (&mut self.tool_calls, tool_calls),
+            (&mut self.tool_followups, tool_followups),
             (&mut self.warmup_requests, warmup_requests),
             (&mut self.warmup_failed, warmup_failed),
         ] {
@@ -401,6 +428,8 @@ pub struct ConversationTally {
     pub later_timed: u32,
     pub ok_turns: u32,
     pub failed_turns: u32,
+    #[serde(default)]
+    pub tool_round_trips: u32,
 }
 
 /// Errors of one kind: how many, and the first message.
@@ -562,7 +591,7 @@ impl RunState {
                 .prompt_tokens
                 .saturating_add(m.prompt_tokens.unwrap_or(0));
             turn.cached_tokens = turn.cached_tokens.saturating_add(cached);
-            if r.turn == 1 {
+            if r.turn == 1 && !r.after_tool {
                 c.first_turns_with_usage += 1;
                 let prompt = m.prompt_tokens.unwrap_or(0);
                 c.warm_first_turns += u64::from(prompt > 0 && cached * 2 > prompt);
@@ -581,6 +610,34 @@ impl RunState {
                 sec.e2e_n += 1;
             }
         }
+        if !m.tool_calls.is_empty() {
+            c.tool_calls += 1;
+        }
+        for us in std::mem::take(&mut m.server_tool_us) {
+            self.counts.clamped += u64::from(!self.histograms.server_tool.record(us));
+        }
+        if r.after_tool {
+            // A follow-up is not a turn of its own: it stays out of the per-turn and
+            // first-versus-later figures, and has its own TTFT.
+            self.counts.tool_followups += 1;
+            conv.tool_round_trips += 1;
+            if let Some(t) = m.ttft_us {
+                self.rec(|h| &mut h.ttft_after_tool, t);
+                self.rec(|h| &mut h.ttft, t);
+            }
+            if let Some(t) = m.e2e_us {
+                self.rec(|h| &mut h.e2e, t);
+            }
+            r.measured.itl_us = Vec::new();
+            return;
+        }
+        if let (false, Some(t)) = (m.tool_calls.is_empty(), m.ttft_us) {
+            self.counts.clamped += u64::from(!self.histograms.time_to_tool_call.record(t));
+        }
+        let m = &mut r.measured;
+        let c = &mut self.counts;
+        let turn = self.by_turn.entry(turn_key).or_default();
+        let conv = self.conversations.entry(r.conversation).or_default();
         let mut clamped = 0;
         if let Some(t) = m.ttft_us {
             clamped += u64::from(!turn.ttft.record(t));
@@ -647,6 +704,7 @@ impl RunState {
             mine.later_ttft_sum_us += c.later_ttft_sum_us;
             mine.later_timed += c.later_timed;
             mine.ok_turns += c.ok_turns;
+            mine.tool_round_trips += c.tool_round_trips;
             mine.failed_turns += c.failed_turns;
         }
         for (k, e) in &o.errors {
@@ -862,12 +920,17 @@ mod tests {
                             format!("HTTP 500 ({conv})"),
                         ));
                     }
+                    if tokens % 5 == 0 {
+                        m.tool_calls = vec![crate::client::ToolCall::default()];
+                        m.server_tool_us = vec![tokens * 100];
+                    }
                     RequestRecord {
                         conversation: conv,
                         turn,
                         doc_kind: if code { DocKind::Code } else { DocKind::Text },
                         start_us: start,
                         prompt_bytes: tokens * 4,
+                        after_tool: tokens % 11 == 0,
                         measured: m,
                     }
                 },

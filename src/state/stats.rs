@@ -85,6 +85,12 @@ pub struct Stats {
     pub itl: Option<Summary>,
     pub tpot: Option<Summary>,
     pub client_lag: Option<Summary>,
+    pub time_to_tool_call: Option<Summary>,
+    pub ttft_after_tool: Option<Summary>,
+    pub server_tool: Option<Summary>,
+    /// Requests that ended in tool calls, and round trips (follow-ups answered).
+    pub tool_calls: u64,
+    pub tool_round_trips: u64,
     pub by_turn: BTreeMap<u32, TurnStats>,
     pub ttft_by_doc_kind: BTreeMap<String, Summary>,
     pub output_tokens: u64,
@@ -191,6 +197,11 @@ impl RunState {
             itl: Summary::of(&h.itl),
             tpot: Summary::of(&h.tpot),
             client_lag: Summary::of(&h.client_lag),
+            time_to_tool_call: Summary::of(&h.time_to_tool_call),
+            ttft_after_tool: Summary::of(&h.ttft_after_tool),
+            server_tool: Summary::of(&h.server_tool),
+            tool_calls: c.tool_calls,
+            tool_round_trips: c.tool_followups,
             by_turn,
             ttft_by_doc_kind: self
                 .by_doc_kind

@@ -2,6 +2,7 @@
 //! the think times, all drawn from one seed so a run can be repeated exactly.
 
 mod documents;
+mod tools;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::config::{DocumentSource, SaltSetting, WorkloadSettings};
 use crate::error::ConfigError;
 
 pub use documents::{bundled, load_directory, synthetic, CODE_EXTENSIONS, TEXT_EXTENSIONS};
+pub use tools::{tool_definitions, tool_output, MAX_TOOLS};
 
 /// Whether a document is code or prose: it picks the instruction and the questions.
 #[derive(

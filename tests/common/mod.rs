@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::Router;
 use turnbench::sim::{self, RunningSim, SimConfig};
 
 /// Seconds any one turnbench process may take in a test before it counts as hung.
@@ -126,5 +130,36 @@ pub const DATA_KEYS: &[&str] = &[
     "warm_first_turns",
     "warnings",
     "api",
+    "tool_round_trips",
     "history",
 ];
+
+/// The simulator behind a recorder of the body of every chat or Responses request.
+pub async fn recording_sim(cfg: SimConfig) -> (String, Arc<Mutex<Vec<Bytes>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    let app = turnbench::sim::router(cfg).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                if parts.uri.path().ends_with("/chat/completions")
+                    || parts.uri.path().ends_with("/responses")
+                {
+                    seen.lock().unwrap().push(bytes.clone());
+                }
+                next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+        },
+    ));
+    (serve(app).await, bodies)
+}
+
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
