@@ -1,39 +1,44 @@
 //! What the events of a chat completion stream mean: output, finish, usage, errors.
 
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::sse::Event;
 use super::{ErrorKind, Measured, RequestError};
 
+// Chunks are read borrowed from the event's text, fields that matter only: a token's
+// text is copied once, into the reply, and nothing else is allocated per token.
 #[derive(Deserialize, Default)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
-    error: Option<serde_json::Value>,
+    error: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
-struct Choice {
-    #[serde(default)]
-    delta: Option<Delta>,
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
     /// Non-streamed responses carry the whole message here.
+    #[serde(default, borrow)]
+    message: Option<Delta<'a>>,
     #[serde(default)]
-    message: Option<Delta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    finish_reason: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    reasoning: Option<String>,
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
     #[serde(default)]
     tool_calls: Option<Vec<ToolCallDelta>>,
 }
