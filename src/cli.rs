@@ -81,6 +81,28 @@ and shard count, each shard index once. Missing shards are a warning and the rep
 partial. Exit codes: 0 merged (any verdict), 1 FAIL with --strict, 2 inputs refused."
     )]
     Merge(MergeArgs),
+    /// One measured run per load level (--users 1,4,16,64 or 1..64x2), each with its own
+    /// salt; a table, charts against users, and the largest passing level.
+    #[command(
+        allow_negative_numbers = true,
+        args_override_self = true,
+        after_help = "Takes every `run` setting; --users gives the levels (conversations = \
+parallel = U at each). A level whose error rate exceeds --max-error-rate ends the sweep: no \
+higher level runs. With --output-dir: report.html (the charts), sweep.json, and each level's \
+own files in users-<U>/. Exit codes as for run; --strict exits 1 when no level passes."
+    )]
+    Sweep(Box<RunArgs>),
+    /// The largest number of users whose run passes: doubling, then bisection, each
+    /// probe a full run (--max-users N; --require-cache also needs cache GOOD).
+    #[command(
+        allow_negative_numbers = true,
+        args_override_self = true,
+        after_help = "Takes every `run` setting; --users sets where the doubling starts \
+(default 1). Reports max_users with its bracket (largest PASS, smallest FAIL) and every \
+probe's figures; data key <prefix>_max_users. With --output-dir: report.html, capacity.json, \
+each probe's files in users-<U>/. Exit codes as for run; --strict exits 1 when no level passes."
+    )]
+    Capacity(Box<RunArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +338,8 @@ pub struct SimArgs {
     /// Require `Authorization: Bearer KEY`; others get 401 [env: TURNBENCH_SIM_API_KEY]
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+    #[command(flatten)]
+    pub capacity: sim::CapacityArgs,
 
     /// Fault: share of requests (0-1) answered with --error-status and an OpenAI-style error body
     #[arg(
@@ -512,6 +536,7 @@ impl SimArgs {
                 long_line_bytes: self.long_line_bytes,
                 unknown_response_rate: self.unknown_response_rate,
             },
+            capacity: self.capacity.to_capacity()?,
         })
     }
 }
@@ -532,7 +557,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Print a one-line error and return its exit code.
-fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+pub(crate) fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
     eprintln!("turnbench: error: {msg}");
     code
 }
@@ -590,6 +615,8 @@ pub fn main() -> i32 {
         Command::Report(args) => runtime.block_on(report_command(args)),
         Command::Merge(args) => merge_command(args),
         Command::Compare(args) => runtime.block_on(compare_command(args.0)),
+        Command::Sweep(args) => runtime.block_on(crate::sweep::sweep_command(*args)),
+        Command::Capacity(args) => runtime.block_on(crate::sweep::capacity_command(*args)),
     }
 }
 
@@ -607,6 +634,9 @@ async fn run_command(args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(exit::CONFIG, e),
     };
+    if let Some(Err(e)) = settings.levels.users.as_ref().map(|u| u.single("run")) {
+        return fail(exit::CONFIG, e);
+    }
     if let Some(dir) = &settings.output.output_dir {
         if let Err(e) = check_writable(dir) {
             return fail(
@@ -807,7 +837,7 @@ pub fn exit_code_of(result: &run::RunResult, strict: bool) -> i32 {
     }
 }
 
-fn check_writable(dir: &std::path::Path) -> io::Result<()> {
+pub(crate) fn check_writable(dir: &std::path::Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let probe = dir.join(".turnbench-write-test");
     std::fs::write(&probe, b"")?;
@@ -815,7 +845,7 @@ fn check_writable(dir: &std::path::Path) -> io::Result<()> {
 }
 
 /// First SIGINT/SIGTERM: ask the run to stop. Second: exit at once.
-async fn watch_signals(tx: tokio::sync::watch::Sender<Option<StopReason>>) {
+pub(crate) async fn watch_signals(tx: tokio::sync::watch::Sender<Option<StopReason>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

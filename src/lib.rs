@@ -5,6 +5,7 @@
 //! measurement), [`state`] (a run's typed, mergeable state; results.json), [`verdict`]
 //! (thresholds and warnings), [`report`] (text, user info, CSV, HTML); [`run`] holds
 //! the phases every measuring command composes, [`merge`] joins the shards of a run,
+//! [`sweep`] runs one load level after another (`sweep`, `capacity`),
 //! [`sim`] is the built-in simulator, [`cli`] the command line.
 
 pub mod cli;
@@ -17,5 +18,6 @@ pub mod report;
 pub mod run;
 pub mod sim;
 pub mod state;
+pub mod sweep;
 pub mod verdict;
 pub mod workload;

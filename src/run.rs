@@ -50,6 +50,9 @@ pub struct Prepared {
     pub plan: Arc<Plan>,
     pub target: Target,
     pub endpoint: Endpoint,
+    /// Open loop: each conversation's arrival, seconds from the start of the measured
+    /// phase; `None`: a closed loop.
+    pub arrivals: Option<Arc<Vec<f64>>>,
     /// The in-process simulator, when no URL was given; kept alive for the run.
     _sim: Option<sim::SimThread>,
 }
@@ -57,26 +60,41 @@ pub struct Prepared {
 impl Prepared {
     /// The state a run of this plan starts from, once the model is known.
     pub fn empty_state(&self, model: Option<String>) -> RunState {
-        RunState::new(RunMeta::of(
+        let mut state = RunState::new(RunMeta::of(
             &self.settings,
             self.target.clone(),
             model,
             self.plan.seed,
             self.plan.salt.clone(),
-        ))
+        ));
+        if let Some(a) = self.settings.workload.arrival {
+            let planned = self.plan.conversations.len();
+            state.open_loop = Some(crate::state::open_loop::OpenLoop::new(a, planned));
+        }
+        state
     }
 }
 
 /// Prepare: the documents and the plan (seed and salt drawn), the open-file limit,
 /// the simulator when there is no URL, and the client.
 pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
+    let mut settings = settings.clone();
+    let seed = settings.workload.seed.unwrap_or_else(workload::random_seed);
+    // Open loop: the arrivals decide how many conversations there are, and every one
+    // may be in flight at once (a slot to wait for would let the server slow arrivals).
+    let arrivals = settings.workload.arrival.map(|a| {
+        let times = workload::arrivals::poisson(a.rate_per_s, a.duration_s, seed);
+        settings.workload.conversations = times.len();
+        settings.workload.parallel = times.len().max(1);
+        Arc::new(times)
+    });
+    let settings = &settings;
     let w = &settings.workload;
     let documents = workload::load_documents(&w.documents)?;
     // Each request in flight holds a socket, and the in-process simulator one more;
     // closed connections linger a moment, so count each twice.
     let sockets = w.parallel as u64 * if settings.target.url.is_none() { 4 } else { 2 };
     ensure_fd_limit(sockets + 256, w.parallel)?;
-    let seed = w.seed.unwrap_or_else(workload::random_seed);
     let salt = workload::resolve_salt(&w.salt);
     let plan = Plan::new(w, documents, seed, salt);
 
@@ -108,6 +126,7 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         plan: Arc::new(plan),
         target,
         endpoint,
+        arrivals,
         _sim: sim,
     })
 }
@@ -310,6 +329,10 @@ pub async fn measure_lanes(
             stop: stop.clone(),
             phase_start,
             in_flight: in_flight.clone(),
+            arrival: first
+                .arrivals
+                .as_ref()
+                .map(|a| Duration::from_secs_f64(a[i])),
         }));
     }
     drop(tx);
@@ -542,6 +565,9 @@ struct ConversationCtx {
     stop: StopRx,
     phase_start: Instant,
     in_flight: Arc<AtomicU64>,
+    /// Open loop: when the first request goes, from the phase start (instead of a
+    /// think time, whatever the server is doing).
+    arrival: Option<Duration>,
 }
 
 /// `fut`'s output, unless a stop comes first and `grace` passes after it.
@@ -603,9 +629,12 @@ async fn run_conversation(mut ctx: ConversationCtx) {
                 h.push(("user", Turn::Question(pace.questions[turn - 1])));
             }
         }
-        let think = Duration::from_secs_f64(pace.delays[turn]);
+        let wake = match ctx.arrival {
+            Some(at) if turn == 0 => ctx.phase_start + at,
+            _ => Instant::now() + Duration::from_secs_f64(pace.delays[turn]),
+        };
         tokio::select! {
-            _ = tokio::time::sleep(think) => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
             _ = stopped(&mut ctx.stop) => return,
         }
         let permit = tokio::select! {

@@ -6,6 +6,7 @@
 //! validates it into the grouped, ready-to-use [`Settings`], naming in every error the
 //! flag, variable or file key the user actually wrote.
 
+pub mod levels;
 pub mod schema;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 use crate::verdict::Thresholds;
+pub use levels::{Arrival, LevelSettings, Users};
 use schema::{Kind, Setting, SCHEMA};
 
 /// Prefix of every environment variable turnbench reads.
@@ -167,6 +169,8 @@ pub struct WorkloadSettings {
     pub documents: DocumentSource,
     pub shard: Shard,
     pub start_at: Option<SystemTime>,
+    /// Open loop: conversations arrive on their own clock; `None`: closed loop.
+    pub arrival: Option<Arrival>,
 }
 
 /// Where results go and how the process ends.
@@ -217,6 +221,7 @@ pub struct Settings {
     pub target: TargetSettings,
     pub workload: WorkloadSettings,
     pub thresholds: Thresholds,
+    pub levels: LevelSettings,
     pub output: OutputSettings,
     pub compare: CompareSettings,
     /// Every setting as validated, the key only said to be set or not: results.json's
@@ -428,6 +433,16 @@ impl Layers<'_> {
             .as_ref()
             .and_then(as_f64)
             .ok_or_else(|| self.bad(key, "a number"))
+    }
+
+    /// A number that may be unset.
+    fn float_opt(&self, key: &str) -> Result<Option<f64>, ConfigError> {
+        match self.value(key) {
+            None | Some(Value::Empty(..)) => Ok(None),
+            Some(v) => as_f64(&v)
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "a number")),
+        }
     }
 
     fn bool(&self, key: &str) -> Result<bool, ConfigError> {
@@ -918,7 +933,8 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
             ))
         }
     };
-    let workload = WorkloadSettings {
+    let (levels, arrival) = levels::validate(l)?;
+    let mut workload = WorkloadSettings {
         tools,
         conversations: count("conversations", 10_000_000)?,
         turns: count("turns", 100_000)?,
@@ -935,7 +951,13 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
             count: shard_count,
         },
         start_at,
+        arrival,
     };
+    // A user is one conversation with its own think time: users wins over both.
+    if let Some([u]) = levels.users.as_ref().map(|u| u.levels.as_slice()) {
+        workload.conversations = *u;
+        workload.parallel = *u;
+    }
 
     let max_error_rate = l.float("max_error_rate")?;
     if !(0.0..=1.0).contains(&max_error_rate) {
@@ -975,6 +997,7 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
         target,
         workload,
         thresholds,
+        levels,
         output,
     })
 }
@@ -994,7 +1017,7 @@ fn public_settings(
             }
             Kind::Text => l.text(s.key)?.map(J::String).unwrap_or(J::Null),
             Kind::Uint => l.uint(s.key)?.map(J::from).unwrap_or(J::Null),
-            Kind::Float => J::from(l.float(s.key)?),
+            Kind::Float => l.float_opt(s.key)?.map(J::from).unwrap_or(J::Null),
             Kind::Bool { .. } => J::Bool(l.bool(s.key)?),
         };
         out.insert(s.key.into(), v);

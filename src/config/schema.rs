@@ -10,6 +10,8 @@ pub enum Group {
     Target,
     Workload,
     Thresholds,
+    /// `sweep` and `capacity`: how load levels are chosen and judged.
+    Levels,
     Output,
     Compare,
 }
@@ -20,6 +22,7 @@ impl Group {
             Group::Target => "Target",
             Group::Workload => "Workload",
             Group::Thresholds => "Thresholds",
+            Group::Levels => "Sweep and capacity",
             Group::Output => "Output",
             Group::Compare => "Comparison",
         }
@@ -171,9 +174,14 @@ pub const SCHEMA: &[Setting] = &[
     s("shard_index", Workload, Uint, D::None, "I", "Run only the conversations i with i % shard_count == I [default: JOB_COMPLETION_INDEX when set, else 0]"),
     s("shard_count", Workload, Uint, D::Uint(1), "N", "Number of shards the plan is split into (pods of an Indexed Job)"),
     s("start_at", Workload, Text, D::None, "TIME", "Hold the measured phase until this RFC 3339 time, so shards start together (warm-up runs before it)"),
+    s("users", Workload, Text, D::None, "U", "Users: each one conversation with think time, so conversations = parallel = U (both overridden). sweep: a list 1,4,16,64 or a geometric range 1..64x2; capacity: where the doubling starts [default: capacity starts at 1]"),
+    s("arrival_rate", Workload, Float, D::None, "PER_S", "Open loop: new conversations per second (Poisson, seeded), started whether or not the server keeps up; parallel does not apply [default: closed loop]"),
+    s("duration", Workload, Float, D::None, "SECONDS", "Open loop: how long conversations keep arriving, seconds [default: 60 with --arrival-rate]"),
     s("ttft_p95_threshold_ms", Thresholds, Float, D::Float(500.0), "MS", "PASS when TTFT P95 is below this, WARN below twice this"),
     s("speedup_threshold", Thresholds, Float, D::Float(2.0), "RATIO", "Cache GOOD above this speedup, EXCELLENT above 1.5x it"),
     s("max_error_rate", Thresholds, Float, D::Float(0.05), "FRACTION", "FAIL when the share of failed requests exceeds this fraction"),
+    s("max_users", Levels, Uint, D::None, "N", "capacity: the most users the search tries (required by capacity)"),
+    s("require_cache", Levels, SWITCH, D::Bool(false), "", "sweep and capacity: a level passes only when its cache status is GOOD or better too"),
     s("output_dir", Output, Text, D::None, "DIR", "Write results.json, requests.csv and report.html here"),
     s("user_info_prefix", Output, Text, D::Text("litemaas_benchmark"), "PREFIX", "Prefix of the user-info data keys"),
     s("strict", Output, SWITCH, D::Bool(false), "", "Exit 1 when the verdict is FAIL"),

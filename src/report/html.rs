@@ -166,6 +166,14 @@ pub fn render(r: &RunReport) -> String {
             "<figure id=\"{id}\" class=\"chart\">{svg}</figure>\n"
         ));
     }
+    if let Some(o) = state.open_loop_stats() {
+        let svg =
+            super::open_loop::active_chart(&o).unwrap_or_else(|e| format!("<p>{}</p>", escape(&e)));
+        h.push_str(&format!(
+            "<figure id=\"{}\" class=\"chart\">{svg}</figure>\n",
+            super::open_loop::ACTIVE_CHART_ID
+        ));
+    }
     h.push_str("</section>\n");
 
     h.push_str("<section id=\"errors\"><h2>Errors</h2>\n");
@@ -202,7 +210,7 @@ pub fn render(r: &RunReport) -> String {
     h
 }
 
-const STYLE: &str = r#"<style>
+pub(crate) const STYLE: &str = r#"<style>
 body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; margin: 0 auto; max-width: 1500px; padding: 16px; color: #1d1d1f; }
 .banner { border-radius: 8px; padding: 14px 20px; color: #fff; }
 .banner.pass { background: #2e7d32; } .banner.warn { background: #b26a00; } .banner.fail { background: #b71c1c; }

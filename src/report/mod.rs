@@ -5,6 +5,7 @@
 
 pub mod charts;
 pub mod html;
+pub mod open_loop;
 pub mod serve;
 
 use std::collections::BTreeMap;
@@ -157,6 +158,9 @@ impl RunReport {
                 (crate::client::Api::Responses, None) => "Responses API".to_string(),
             }
         ));
+        if let Some(o) = st.open_loop_stats() {
+            out.extend(open_loop::lines(&o));
+        }
         if let (Some(a), Some(b)) = (st.started_at, st.ended_at) {
             out.push(format!("Measured: {} to {}", a.rfc3339(), b.rfc3339()));
         }
@@ -333,7 +337,7 @@ impl RunReport {
         let meta = &self.state.meta;
         let t = s.ttft;
         let threshold = format!("{:.2}", meta.thresholds.ttft_p95_ms);
-        vec![
+        let mut data = vec![
             ("p50_ms", opt2(t.map(|x| x.p50_ms))),
             ("p95_ms", opt2(t.map(|x| x.p95_ms))),
             ("p99_ms", opt2(t.map(|x| x.p99_ms))),
@@ -373,7 +377,11 @@ impl RunReport {
                     .map(|h| h.label().to_string())
                     .unwrap_or_else(|| "N/A".into()),
             ),
-        ]
+        ];
+        if let Some(o) = self.state.open_loop_stats() {
+            data.extend(open_loop::data(&o));
+        }
+        data
     }
 
     /// The data keys with their prefix.
@@ -496,13 +504,13 @@ pub fn write_user_info_block(
 
 /// Whether `c` may stand as itself in a YAML block scalar: printable for YAML, and
 /// not one of the characters YAML 1.1 (PyYAML, so Ansible) takes as a line break.
-fn yaml_plain(c: char) -> bool {
+pub(crate) fn yaml_plain(c: char) -> bool {
     matches!(c, '\t' | ' '..='~' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
         && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{FEFF}')
 }
 
 /// A YAML double-quoted scalar of `s`; everything not plain is a `\uXXXX` escape.
-fn yaml_quote(s: &str) -> String {
+pub(crate) fn yaml_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -5,6 +5,7 @@
 mod cache;
 mod clock;
 mod faults;
+mod queue;
 mod responses;
 mod tools;
 
@@ -26,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::config::Secret;
 pub use cache::{PrefixCache, BLOCK_BYTES};
 pub use faults::Faults;
+pub use queue::{Capacity, CapacityArgs, SchedulerStats};
 pub use tools::ToolSim;
 
 /// Timing and behaviour of the simulated model.
@@ -46,6 +48,8 @@ pub struct SimConfig {
     pub api_key: Option<Secret>,
     pub faults: Faults,
     pub tools: ToolSim,
+    /// How many requests it serves at once, and how prefills share compute.
+    pub capacity: Capacity,
 }
 
 impl Default for SimConfig {
@@ -60,6 +64,7 @@ impl Default for SimConfig {
             api_key: None,
             faults: Faults::default(),
             tools: ToolSim::default(),
+            capacity: Capacity::default(),
         }
     }
 }
@@ -86,6 +91,7 @@ struct Shared {
     chained: AtomicU64,
     /// Requests that offered function tools, for picking tool calls.
     tool_offers: AtomicU64,
+    scheduler: queue::Scheduler,
 }
 
 impl Shared {
@@ -104,12 +110,15 @@ impl Shared {
         ((hit_chars / CHARS_PER_TOKEN) as u64).min(prompt_tokens)
     }
 
-    /// The time to first token of a prompt with `uncached` tokens to prefill.
-    fn ttft(&self, uncached: u64) -> Duration {
-        Duration::from_secs_f64(
-            (self.cfg.base_ttft_ms / 1000.0)
-                + uncached as f64 * self.cfg.prefill_us_per_token / 1_000_000.0,
-        )
+    /// What a prompt with `uncached` tokens to prefill costs before its first token.
+    fn prefill(&self, uncached: u64) -> tools::Prefill {
+        tools::Prefill {
+            base: Duration::from_secs_f64(self.cfg.base_ttft_ms / 1000.0),
+            own: Duration::from_secs_f64(
+                uncached as f64 * self.cfg.prefill_us_per_token / 1_000_000.0,
+            ),
+            uncached,
+        }
     }
 }
 
@@ -239,6 +248,7 @@ pub fn start_thread(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimThre
 pub fn router(cfg: SimConfig) -> Router {
     let blocks = (cfg.cache_capacity_tokens as usize).saturating_mul(CHARS_PER_TOKEN) / BLOCK_BYTES;
     let shared = Arc::new(Shared {
+        scheduler: queue::Scheduler::new(cfg.capacity),
         timer: clock::PreciseTimer::new(),
         model_json: serde_json::to_string(&cfg.model).expect("string serializes"),
         cfg,
@@ -321,6 +331,7 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
     let body = serde_json::json!({
         "requests": s.next_id.load(Ordering::Relaxed) - 1,
         "first_token_lateness_us": { "count": h.len(), "p50": q(0.5), "p99": q(0.99), "max": h.max() },
+        "scheduler": s.scheduler.stats(),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -438,9 +449,9 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         .count();
     let cached_tokens = ((hit_chars / CHARS_PER_TOKEN) as u64).min(prompt_tokens);
     let uncached = prompt_tokens - cached_tokens;
-    let ttft = Duration::from_secs_f64(
-        (s.cfg.base_ttft_ms / 1000.0) + uncached as f64 * s.cfg.prefill_us_per_token / 1_000_000.0,
-    );
+    let base = Duration::from_secs_f64(s.cfg.base_ttft_ms / 1000.0);
+    let own_prefill =
+        Duration::from_secs_f64(uncached as f64 * s.cfg.prefill_us_per_token / 1_000_000.0);
     let limit = req
         .max_completion_tokens
         .or(req.max_tokens)
@@ -479,12 +490,31 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let answering_tool = req.messages.last().is_some_and(|m| m.role == "tool");
     if let Some(name) = tools::wants_call(&s, &req.tools, answering_tool).filter(|_| req.stream) {
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        return tools::chat_call(s, id, arrived, ttft, name, include_usage.then_some(usage));
+        let prefill = tools::Prefill {
+            base,
+            own: own_prefill,
+            uncached,
+        };
+        return tools::chat_call(
+            s,
+            id,
+            arrived,
+            prefill,
+            name,
+            include_usage.then_some(usage),
+        );
     }
     if !req.stream {
+        let Some(slot) = s.scheduler.admit(arrived, std::future::pending()).await else {
+            unreachable!("a pending future never resolves");
+        };
+        let first = s
+            .scheduler
+            .first_token_at(slot.at, base, own_prefill, uncached);
         s.timer
-            .sleep_until(arrived + ttft + itl * n_out.saturating_sub(1))
+            .sleep_until(first + itl * n_out.saturating_sub(1))
             .await;
+        drop(slot);
         let text: String = (0..n_out)
             .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
             .collect();
@@ -508,7 +538,9 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let plan = StreamPlan {
         id,
         arrived,
-        ttft,
+        base,
+        own_prefill,
+        uncached,
         itl,
         n_out,
         first_word,
@@ -543,7 +575,9 @@ fn remember_reply(s: &Shared, prompt: &str, reply: &str) {
 struct StreamPlan {
     id: u64,
     arrived: Instant,
-    ttft: Duration,
+    base: Duration,
+    own_prefill: Duration,
+    uncached: u64,
     itl: Duration,
     n_out: u32,
     first_word: usize,
@@ -592,8 +626,20 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
     {
         return;
     }
+    // Served once a slot is free (at once without --max-num-seqs); the wait is part of
+    // the time to first token, as a request queued by vLLM's scheduler sees it.
+    let tx = w.tx.clone();
+    let Some(slot) = s
+        .scheduler
+        .admit(p.arrived, async move { tx.closed().await })
+        .await
+    else {
+        return;
+    };
+    let mut at = s
+        .scheduler
+        .first_token_at(slot.at, p.base, p.own_prefill, p.uncached);
     let mut text = String::new();
-    let mut at = p.arrived + p.ttft;
     for i in 0..p.n_out {
         s.timer.sleep_until(at).await;
         if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {

@@ -284,7 +284,7 @@ pub(super) async fn create(
     let prompt = render(&history);
     let prompt_tokens = (prompt.chars().count().div_ceil(CHARS_PER_TOKEN)) as u64;
     let cached_tokens = s.cached_tokens(&prompt, prompt_tokens);
-    let ttft = s.ttft(prompt_tokens - cached_tokens);
+    let prefill = s.prefill(prompt_tokens - cached_tokens);
     let limit = req.max_output_tokens.unwrap_or(u32::MAX);
     let n_out = s.cfg.output_tokens.min(limit).max(1);
     let status = if n_out < s.cfg.output_tokens {
@@ -317,9 +317,16 @@ pub(super) async fn create(
         prompt,
     };
     if !req.stream {
+        let Some((slot, first)) = prefill
+            .first_token(&s, arrived, std::future::pending())
+            .await
+        else {
+            unreachable!("a pending future never resolves");
+        };
         s.timer
-            .sleep_until(arrived + ttft + itl * n_out.saturating_sub(1))
+            .sleep_until(first + itl * n_out.saturating_sub(1))
             .await;
+        drop(slot);
         keep.apply(&s, &id, &text);
         let body = response_json(&id, &s.cfg.model, &text, status, Some(usage));
         return (
@@ -346,7 +353,14 @@ pub(super) async fn create(
                 return;
             }
         }
-        let mut at = arrived + ttft;
+        let gone = tx.clone();
+        let Some((_slot, first)) = prefill
+            .first_token(&s2, arrived, async move { gone.closed().await })
+            .await
+        else {
+            return;
+        };
+        let mut at = first;
         if mcp {
             // The server runs the MCP tool before it answers: the answer waits for it.
             let item = format!("mcp_{id}");

@@ -59,6 +59,32 @@ pub(super) fn has_mcp(tools: &[serde_json::Value]) -> bool {
     tools.iter().any(|t| t["type"] == "mcp")
 }
 
+/// What a request costs before its first token: the fixed part, its own prefill, and
+/// the tokens to prefill (for a shared prefill budget).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prefill {
+    pub base: Duration,
+    pub own: Duration,
+    pub uncached: u64,
+}
+
+impl Prefill {
+    /// Wait for a slot (in arrival order; `None` when `gone` resolves first), then the
+    /// instant the first token is due.
+    pub(super) async fn first_token<'a>(
+        self,
+        s: &'a Shared,
+        arrived: Instant,
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Option<(super::queue::Admitted<'a>, Instant)> {
+        let slot = s.scheduler.admit(arrived, gone).await?;
+        let at = s
+            .scheduler
+            .first_token_at(slot.at, self.base, self.own, self.uncached);
+        Some((slot, at))
+    }
+}
+
 /// The arguments of the simulated call, in the pieces they are streamed in.
 pub(super) const ARGUMENT_PIECES: [&str; 3] =
     ["{\"query\":", "\"the section on", " error handling\"}"];
@@ -69,12 +95,19 @@ pub(super) fn chat_call(
     s: std::sync::Arc<Shared>,
     id: u64,
     arrived: Instant,
-    ttft: Duration,
+    prefill: Prefill,
     name: String,
     usage: Option<String>,
 ) -> Response {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
+        let gone = tx.clone();
+        let Some((_slot, first_token)) = prefill
+            .first_token(&s, arrived, async move { gone.closed().await })
+            .await
+        else {
+            return;
+        };
         let head = format!(
             r#"data: {{"id":"chatcmpl-sim-{id}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":"#,
             s.created, s.model_json
@@ -87,9 +120,9 @@ pub(super) fn chat_call(
             r#"{"role":"assistant","content":null}"#.into(),
             "null",
         )];
-        let first = serde_json::json!({"tool_calls": [{"index": 0, "id": format!("call_sim_{id}"), "type": "function",
+        let opening = serde_json::json!({"tool_calls": [{"index": 0, "id": format!("call_sim_{id}"), "type": "function",
             "function": {"name": name, "arguments": ""}}]});
-        events.push(chunk(first.to_string(), "null"));
+        events.push(chunk(opening.to_string(), "null"));
         for (i, piece) in ARGUMENT_PIECES.iter().enumerate() {
             let d =
                 serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
@@ -107,7 +140,7 @@ pub(super) fn chat_call(
             ) + "\n\n");
         }
         events.push("data: [DONE]\n\n".into());
-        let mut at = arrived + ttft;
+        let mut at = first_token;
         for (i, ev) in events.into_iter().enumerate() {
             if i >= 1 {
                 s.timer.sleep_until(at).await;

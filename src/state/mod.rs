@@ -7,6 +7,7 @@
 //! results.json is its serialized form ([`results`]).
 
 pub mod hist;
+pub mod open_loop;
 pub mod results;
 pub mod stats;
 
@@ -489,6 +490,9 @@ pub struct RunState {
     pub partial: Option<String>,
     /// Why the endpoint could not be used at all, when it could not.
     pub endpoint_unusable: Option<String>,
+    /// Open loop only: arrivals, conversations active over time, achieved rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<open_loop::OpenLoop>,
 }
 
 impl RunState {
@@ -506,6 +510,7 @@ impl RunState {
             timeline: BTreeMap::new(),
             partial: None,
             endpoint_unusable: None,
+            open_loop: None,
         }
     }
 
@@ -525,6 +530,9 @@ impl RunState {
 
     /// Fold one record in. Its ITL gaps are moved out (they can be many).
     pub fn add(&mut self, r: &mut RequestRecord) {
+        if let Some(o) = &mut self.open_loop {
+            o.add(r, self.started_at, self.meta.workload.turns as u32);
+        }
         let m = &mut r.measured;
         let c = &mut self.counts;
         c.requests += 1;
@@ -716,6 +724,11 @@ impl RunState {
         for (k, s) in &o.timeline {
             self.timeline.entry(*k).or_default().merge(s);
         }
+        match (&mut self.open_loop, &o.open_loop) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, Some(theirs)) => *mine = Some(theirs.clone()),
+            _ => {}
+        }
         self.started_at = min_some(self.started_at, o.started_at);
         self.ended_at = self.ended_at.max(o.ended_at);
         self.meta.shards.extend(&o.meta.shards);
@@ -743,6 +756,13 @@ impl RunState {
         }
         if a.workload != b.workload {
             return Err("the workloads differ (conversations, turns, parallel, max_tokens, delays, warm-up, documents, usage or keep-alive)".into());
+        }
+        let same_loop = match (&self.open_loop, &o.open_loop) {
+            (Some(x), Some(y)) => x.same_plan(y),
+            (x, y) => x.is_none() == y.is_none(),
+        };
+        if !same_loop {
+            return Err("the arrivals differ (open loop, rate or duration)".into());
         }
         if a.shard_count != b.shard_count {
             return Err(format!(

@@ -314,7 +314,12 @@ fn block_json(text: &str) -> Result<String, String> {
 /// base64-encoded between markers: for logs that are the only thing left of a Job.
 pub fn write_block(w: &mut dyn Write, results: &Value) -> io::Result<()> {
     let mut compact = results.clone();
-    if let Some(rows) = compact["requests"]["rows"].as_array_mut() {
+    // `get_mut`, not indexing: indexing a null `requests` would turn it into an object.
+    let rows = compact
+        .get_mut("requests")
+        .and_then(|r| r.get_mut("rows"))
+        .and_then(Value::as_array_mut);
+    if let Some(rows) = rows {
         if rows.len() > COMPACT_MAX_ROWS {
             // Exactly COMPACT_MAX_ROWS rows, spread evenly over the run.
             let total = rows.len();

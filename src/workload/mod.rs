@@ -1,6 +1,7 @@
 //! The workload: which documents open which conversations, the follow-up questions,
 //! the think times, all drawn from one seed so a run can be repeated exactly.
 
+pub mod arrivals;
 mod documents;
 mod tools;
 
