@@ -167,6 +167,7 @@ impl Args for RunArgs {
                     .value_parser(clap::value_parser!(f64))
                     .allow_negative_numbers(true),
                 Kind::Text | Kind::Secret => arg.value_name(s.value_name),
+                Kind::List => arg.value_name(s.value_name).action(ArgAction::Append),
             };
             cmd = cmd.arg(arg);
         }
@@ -193,6 +194,12 @@ impl FromArgMatches for RunArgs {
                 Kind::Text | Kind::Secret => {
                     Value::from(m.get_one::<String>(s.key).expect("parsed").clone())
                 }
+                Kind::List => Value::from(
+                    m.get_many::<String>(s.key)
+                        .expect("parsed")
+                        .cloned()
+                        .collect::<Vec<String>>(),
+                ),
             };
             flags.insert(s.key.into(), v);
         }

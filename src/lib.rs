@@ -5,6 +5,7 @@
 //! measurement), [`state`] (a run's typed, mergeable state; results.json), [`verdict`]
 //! (thresholds and warnings), [`report`] (text, user info, CSV, HTML); [`run`] holds
 //! the phases every measuring command composes, [`merge`] joins the shards of a run,
+//! [`scrape`] reads the server's metrics (vLLM's `/metrics`) over the measured phase,
 //! [`sim`] is the built-in simulator, [`cli`] the command line.
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod merge;
 pub mod report;
 pub mod run;
+pub mod scrape;
 pub mod sim;
 pub mod state;
 pub mod verdict;

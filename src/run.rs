@@ -230,6 +230,8 @@ pub async fn measure(
     let sem = Arc::new(Semaphore::new(w.parallel));
     let in_flight = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
+    // The server's metrics: a baseline scrape now, after the warm-up, then at intervals.
+    let scraper = crate::scrape::Scraper::start(&p.settings, &p.target, model).await;
     // The time anchor: monotonic offsets from here map to wall-clock time from here.
     let phase_start = Instant::now();
     state.started_at = Some(Wall::now());
@@ -317,6 +319,9 @@ pub async fn measure(
         .map(|s| s.plus_us(crate::client::micros(phase_start.elapsed())));
     if tty {
         eprintln!();
+    }
+    if let Some(s) = scraper {
+        state.server = s.finish().await;
     }
     if let Some(reason) = stopped_by {
         state.partial = Some(reason.describe().to_string());
@@ -497,6 +502,8 @@ async fn run_conversation(mut ctx: ConversationCtx) {
     let conv: &ConversationPlan = &ctx.plan.conversations[ctx.index];
     let opening = conv.opening();
     let mut history: Vec<(&'static str, Turn)> = vec![("user", Turn::Opening)];
+    // The previous turn's prompt and reply tokens: what this turn could reuse.
+    let mut reusable: Option<u64> = None;
     for turn in 0..conv.delays.len() {
         if turn > 0 {
             history.push(("user", Turn::Question(conv.questions[turn - 1])));
@@ -545,9 +552,15 @@ async fn run_conversation(mut ctx: ConversationCtx) {
             // Every offset of the request counts from its connection being ready.
             start_us: called_us + m.ready_after_us,
             prompt_bytes: prompt_bytes as u64,
+            reusable_tokens: reusable,
             measured: m,
         };
         let ok = record.ok();
+        let mu = &record.measured;
+        reusable = match (ok, mu.prompt_tokens, mu.tokens_approx) {
+            (true, Some(p), false) => Some(p + mu.output_tokens.unwrap_or(0)),
+            _ => None,
+        };
         if ctx.tx.send(record).is_err() {
             return;
         }

@@ -120,7 +120,10 @@ async fn a_slow_tls_handshake_shows_in_connect_ms_and_not_in_ttft() {
         // start_ms is taken once the connection is ready, like every other offset: a
         // request made at the phase's start begins only after its handshake.
         let start = num(r, "start_ms");
-        assert!(start >= connect, "start_ms {start} before its connection was ready");
+        assert!(
+            start >= connect,
+            "start_ms {start} before its connection was ready"
+        );
     }
     // The median of later turns (robust to a stray slow one on a busy machine) is the
     // simulator's TTFT plus a little transport: neither the 300 ms handshake added in,

@@ -6,6 +6,7 @@
 //! validates it into the grouped, ready-to-use [`Settings`], naming in every error the
 //! flag, variable or file key the user actually wrote.
 
+mod metrics;
 pub mod schema;
 
 use std::fmt;
@@ -121,6 +122,8 @@ pub struct TargetSettings {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Where a gateway reports its own overhead (`overhead_header`); `None`: nowhere.
+    pub overhead_header: Option<reqwest::header::HeaderName>,
 }
 
 /// What the run sends, and when.
@@ -159,6 +162,7 @@ pub struct Settings {
     pub workload: WorkloadSettings,
     pub thresholds: Thresholds,
     pub output: OutputSettings,
+    pub metrics: crate::scrape::MetricsSettings,
     /// Every setting as validated, the key only said to be set or not: results.json's
     /// `settings`, derived from the schema.
     pub public: serde_json::Map<String, serde_json::Value>,
@@ -613,6 +617,7 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
         timeout: Duration::from_secs_f64(seconds("timeout", false)?),
         connect_timeout: Duration::from_secs_f64(seconds("connect_timeout", false)?),
         idle_timeout: Duration::from_secs_f64(seconds("idle_timeout", false)?),
+        overhead_header: metrics::overhead_header(l)?,
     };
 
     let min_delay = seconds("min_delay", true)?;
@@ -753,6 +758,7 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
     };
 
     Ok(Settings {
+        metrics: metrics::validate(l)?,
         public: public_settings(l)?,
         target,
         workload,
@@ -778,6 +784,7 @@ fn public_settings(
             Kind::Uint => l.uint(s.key)?.map(J::from).unwrap_or(J::Null),
             Kind::Float => J::from(l.float(s.key)?),
             Kind::Bool { .. } => J::Bool(l.bool(s.key)?),
+            Kind::List => J::from(l.list(s.key)?),
         };
         out.insert(s.key.into(), v);
     }
@@ -909,7 +916,8 @@ mod tests {
         let s = load(&Dict::new(), &env(&[("TURNBENCH_API_KEY", "sk-hidden")])).unwrap();
         for setting in SCHEMA {
             if setting.kind == Kind::Secret {
-                assert_eq!(s.public[&format!("{}_set", setting.key)], true);
+                let set = setting.key == "api_key";
+                assert_eq!(s.public[&format!("{}_set", setting.key)], set);
                 assert!(!s.public.contains_key(setting.key));
             } else {
                 assert!(s.public.contains_key(setting.key), "{}", setting.key);

@@ -251,6 +251,8 @@ impl RunReport {
             )),
             None => out.push("  Per-conversation speedup: N/A".into()),
         }
+        out.push(String::new());
+        crate::scrape::report::lines(st, &s.server, &mut out);
         if !s.errors.is_empty() {
             out.push(String::new());
             out.push("Errors by kind:".into());
@@ -299,7 +301,7 @@ impl RunReport {
         let meta = &self.state.meta;
         let t = s.ttft;
         let threshold = format!("{:.2}", meta.thresholds.ttft_p95_ms);
-        vec![
+        let mut data = vec![
             ("p50_ms", opt2(t.map(|x| x.p50_ms))),
             ("p95_ms", opt2(t.map(|x| x.p95_ms))),
             ("p99_ms", opt2(t.map(|x| x.p99_ms))),
@@ -324,7 +326,9 @@ impl RunReport {
             ("salt", meta.salt.clone().unwrap_or_else(|| "none".into())),
             ("warm_first_turns", s.warm_first_turns.to_string()),
             ("warnings", self.verdict.warnings.len().to_string()),
-        ]
+        ];
+        data.extend(crate::scrape::report::data(&s.server));
+        data
     }
 
     /// The data keys with their prefix.

@@ -5,6 +5,7 @@
 mod cache;
 mod clock;
 mod faults;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +76,8 @@ struct Shared {
     /// How late the first token left, against its planned time: the simulator's own
     /// error, which a client benchmark must not be blamed for.
     lateness: Mutex<hdrhistogram::Histogram<u64>>,
+    /// What `GET /metrics` shows, with vLLM's names and meanings.
+    metrics: Arc<metrics::SimMetrics>,
 }
 
 /// A simulator serving on a local address until dropped or shut down.
@@ -202,6 +205,11 @@ pub fn start_thread(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimThre
 /// The simulator's routes, for embedding in another server or a test.
 pub fn router(cfg: SimConfig) -> Router {
     let blocks = (cfg.cache_capacity_tokens as usize).saturating_mul(CHARS_PER_TOKEN) / BLOCK_BYTES;
+    let metrics = Arc::new(metrics::SimMetrics::new(
+        &cfg.model,
+        (BLOCK_BYTES / CHARS_PER_TOKEN) as u64,
+        blocks as u64,
+    ));
     let shared = Arc::new(Shared {
         timer: clock::PreciseTimer::new(),
         model_json: serde_json::to_string(&cfg.model).expect("string serializes"),
@@ -209,6 +217,7 @@ pub fn router(cfg: SimConfig) -> Router {
         cache: Mutex::new(PrefixCache::new(blocks)),
         next_id: AtomicU64::new(1),
         lateness: Mutex::new(crate::state::Hist::default().0),
+        metrics,
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -219,6 +228,7 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(|| async { "ok" }))
         .route("/sim/stats", get(stats))
+        .route("/metrics", get(metrics_page))
         // Long conversations resend everything: axum's 2 MB default is far too small.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -283,6 +293,18 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`, unauthenticated as vLLM's is.
+async fn metrics_page(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
     )
         .into_response()
 }
@@ -423,6 +445,10 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         }
         return r;
     }
+    // Admitted: counted in the prefix-cache metrics and running until it ends. No
+    // request waits for a slot here, so its queue time is nil: scheduled on arrival.
+    let in_flight = s.metrics.admitted(prompt_tokens, cached_tokens);
+    let scheduled = arrived;
     // The reply depends on the prompt alone, as a greedy model's would: the same seed
     // then sends the same conversations whatever the order of arrival.
     let first_word = prompt.len() % WORDS.len();
@@ -436,6 +462,15 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         s.timer
             .sleep_until(arrived + ttft + itl * n_out.saturating_sub(1))
             .await;
+        s.metrics.first_token(ttft);
+        s.metrics.generated(u64::from(n_out));
+        s.metrics.finished(&metrics::Phases {
+            queue: scheduled - arrived,
+            prefill: ttft,
+            decode: arrived.elapsed().saturating_sub(ttft),
+            e2e: arrived.elapsed(),
+        });
+        drop(in_flight);
         let text: String = (0..n_out)
             .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
             .collect();
@@ -466,6 +501,8 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         finish,
         usage: include_usage.then_some(usage),
         fault,
+        scheduled,
+        _in_flight: in_flight,
     };
     tokio::spawn(write_stream(s.clone(), prompt, plan, writer));
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -501,6 +538,10 @@ struct StreamPlan {
     finish: &'static str,
     usage: Option<String>,
     fault: faults::Draw,
+    /// When the request left the queue (its arrival, as nothing waits).
+    scheduled: Instant,
+    /// Held until the stream ends: the request counts as running, its blocks as used.
+    _in_flight: metrics::InFlight,
 }
 
 /// Sends events down the body, counting them; resets the connection once the count
@@ -545,12 +586,15 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
     }
     let mut text = String::new();
     let mut at = p.arrived + p.ttft;
+    let mut first_at = p.arrived + p.ttft;
     for i in 0..p.n_out {
         s.timer.sleep_until(at).await;
         if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {
             return;
         }
         if i == 0 {
+            first_at = Instant::now();
+            s.metrics.first_token(first_at - p.arrived);
             let late = crate::client::micros(Instant::now().saturating_duration_since(at));
             s.lateness
                 .lock()
@@ -568,6 +612,7 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         if w.send(chunk(&delta, fin)).await.is_err() {
             return;
         }
+        s.metrics.generated(1);
         if i == 0 {
             if p.fault.malformed {
                 let _ = w.send(format!("{head}{{\"content\":\"broken\"\n\n")).await;
@@ -586,6 +631,14 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         at += p.itl;
     }
     remember_reply(&s, &prompt, &text);
+    // Recorded before [DONE], so a scrape after the client's last read has it all.
+    let end = Instant::now();
+    s.metrics.finished(&metrics::Phases {
+        queue: p.scheduled - p.arrived,
+        prefill: first_at.saturating_duration_since(p.scheduled),
+        decode: end.saturating_duration_since(first_at),
+        e2e: end - p.arrived,
+    });
     if p.fault.no_end {
         return;
     }

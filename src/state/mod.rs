@@ -40,6 +40,10 @@ pub struct RequestRecord {
     pub start_us: u64,
     pub prompt_bytes: u64,
     pub measured: Measured,
+    /// Prompt plus reply tokens of the conversation's previous turn, as its usage
+    /// counted them: the prefix this turn could reuse (`None` on a first turn, or when
+    /// the previous turn failed or came without usage).
+    pub reusable_tokens: Option<u64>,
 }
 
 impl RequestRecord {
@@ -214,10 +218,13 @@ pub struct Histograms {
     /// How late the client's own timer woke up during the measured phase: a bound on
     /// the client's measurement error.
     pub client_lag: Hist,
+    /// The overhead a gateway reported in a response header (`overhead_header`).
+    #[serde(default)]
+    pub gateway_overhead: Hist,
 }
 
 impl Histograms {
-    fn each_mut(&mut self) -> [&mut Hist; 10] {
+    fn each_mut(&mut self) -> [&mut Hist; 11] {
         [
             &mut self.ttft,
             &mut self.ttft_first_turn,
@@ -229,6 +236,7 @@ impl Histograms {
             &mut self.itl,
             &mut self.tpot,
             &mut self.client_lag,
+            &mut self.gateway_overhead,
         ]
     }
     fn merge(&mut self, o: &Histograms) {
@@ -243,6 +251,7 @@ impl Histograms {
             &o.itl,
             &o.tpot,
             &o.client_lag,
+            &o.gateway_overhead,
         ];
         for (mine, theirs) in self.each_mut().into_iter().zip(theirs) {
             mine.add(theirs);
@@ -440,6 +449,12 @@ pub struct RunState {
     pub partial: Option<String>,
     /// Why the endpoint could not be used at all, when it could not.
     pub endpoint_unusable: Option<String>,
+    /// The server's metrics over the measured phase (`metrics_url`); `None` without.
+    #[serde(default)]
+    pub server: Option<crate::scrape::ServerRun>,
+    /// How much of each turn's reusable prefix the server reported cached.
+    #[serde(default)]
+    pub reuse: crate::scrape::ReuseTally,
 }
 
 impl RunState {
@@ -457,6 +472,8 @@ impl RunState {
             timeline: BTreeMap::new(),
             partial: None,
             endpoint_unusable: None,
+            server: None,
+            reuse: Default::default(),
         }
     }
 
@@ -540,6 +557,7 @@ impl RunState {
                 .prompt_tokens
                 .saturating_add(m.prompt_tokens.unwrap_or(0));
             turn.cached_tokens = turn.cached_tokens.saturating_add(cached);
+            self.reuse.add(turn_key, r.reusable_tokens, Some(cached));
             if r.turn == 1 {
                 c.first_turns_with_usage += 1;
                 let prompt = m.prompt_tokens.unwrap_or(0);
@@ -598,6 +616,9 @@ impl RunState {
                 self.rec(h, v);
             }
         }
+        if let Some(us) = r.measured.gateway_overhead_us {
+            self.rec(|h| &mut h.gateway_overhead, us);
+        }
         for gap in std::mem::take(&mut r.measured.itl_us) {
             self.rec(|h| &mut h.itl, u64::from(gap));
         }
@@ -644,6 +665,8 @@ impl RunState {
         if self.endpoint_unusable.is_none() {
             self.endpoint_unusable.clone_from(&o.endpoint_unusable);
         }
+        crate::scrape::merge_server(&mut self.server, &o.server);
+        self.reuse.merge(&o.reuse);
     }
 
     /// Why `o` is not another shard of this run, if it is not.
@@ -844,7 +867,12 @@ mod tests {
                         doc_kind: if code { DocKind::Code } else { DocKind::Text },
                         start_us: start,
                         prompt_bytes: tokens * 4,
-                        measured: m,
+                        // Reuse efficiency and gateway overhead merge exactly too.
+                        reusable_tokens: usage.map(|u| u.0 / 2 + 1),
+                        measured: Measured {
+                            gateway_overhead_us: Some(ttft / 3),
+                            ..m
+                        },
                     }
                 },
             )

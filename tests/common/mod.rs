@@ -125,4 +125,11 @@ pub const DATA_KEYS: &[&str] = &[
     "salt",
     "warm_first_turns",
     "warnings",
+    "server_prefix_cache_hit_rate",
+    "server_ttft_p50_ms",
+    "queue_time_mean_ms",
+    "overhead_ms",
+    "kv_cache_usage_max",
+    "preemptions",
+    "reuse_efficiency",
 ];
