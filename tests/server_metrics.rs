@@ -361,3 +361,44 @@ async fn unreachable_unauthorized_or_non_prometheus_metrics_are_a_warning_and_th
     }
     assert!(text.contains("Server metrics: N/A (no pod's metrics could be read"));
 }
+
+/// The simulator behind a "gateway" that reports its overhead in two headers.
+async fn gateway() -> std::net::SocketAddr {
+    async fn stamp(mut r: Response) -> Response {
+        let h = r.headers_mut();
+        h.insert("x-litellm-overhead-duration-ms", "12.5".parse().unwrap());
+        h.insert("x-my-overhead", "3".parse().unwrap());
+        r
+    }
+    let app = turnbench::sim::router(fast_sim()).layer(axum::middleware::map_response(stamp));
+    serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateways_overhead_header_is_recorded_per_request_litellms_by_default() {
+    let addr = gateway().await;
+    let url = format!("http://{addr}/v1");
+    for (flags, mean) in [
+        (vec![], "12.50"),
+        (vec!["--overhead-header", "X-My-Overhead"], "3.00"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            &["run".to_string(), url.clone()][..],
+            &small(&flags),
+            &strings(&["--output-dir", dir.path().to_str().unwrap()]),
+        ]
+        .concat();
+        let out = turnbench(&args, &[]).await;
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("Gateway-reported overhead (")
+                && text.contains(&format!("mean {mean} ms")),
+            "{text}"
+        );
+        let g = &results(dir.path())["stats"]["server"]["gateway_overhead"];
+        assert_eq!(g["count"], 12, "every measured request: {g}");
+        assert_eq!(format!("{:.2}", num(&g["mean_ms"])), mean);
+    }
+}

@@ -127,7 +127,12 @@ impl Pod {
             }
             Err(e) => {
                 let e = crate::client::redact(&e, ctx.key.as_ref());
-                tracing::warn!("metrics {}: {e}", self.url);
+                // Once per pod: an unreachable pod would say it at every interval.
+                if self.run.failed_scrapes == 0 {
+                    tracing::warn!("metrics {}: {e}", self.url);
+                } else {
+                    tracing::debug!("metrics {}: {e}", self.url);
+                }
                 self.run.failed_scrapes += 1;
                 self.run.first_error.get_or_insert(e);
                 self.last_ok = false;
@@ -281,4 +286,96 @@ impl Scraper {
 
 async fn scrape_all(pods: &mut [Pod], ctx: &Ctx, round: u32) {
     futures_util::future::join_all(pods.iter_mut().map(|p| p.scrape(ctx, round))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::RunReport;
+    use crate::state::results::Saved;
+    use crate::state::{RunMeta, RunState};
+
+    fn pod(url: &str, queries: f64, window_s: i64) -> PodRun {
+        let mut p = PodRun::new(url);
+        p.counters.insert("prefix_cache_queries".into(), queries);
+        p.counters.insert("prefix_cache_hits".into(), queries / 2.0);
+        p.histograms.insert(
+            "ttft".into(),
+            Buckets::from_samples(&[(0.1, 2.0), (f64::INFINITY, 4.0)], 0.3, 4.0),
+        );
+        p.covers_run = true;
+        p.from = Some(Wall(1_700_000_000_000_000));
+        p.to = Some(Wall(1_700_000_000_000_000 + window_s * 1_000_000));
+        for (i, at) in [p.from.unwrap(), p.to.unwrap()].into_iter().enumerate() {
+            p.series.push(GaugePoint {
+                at,
+                round: i as u32,
+                running: Some(2.0),
+                waiting: Some(1.0),
+                kv_usage: Some(0.25),
+            });
+        }
+        p
+    }
+
+    fn run(pods: &[PodRun]) -> ServerRun {
+        ServerRun {
+            pods: pods.iter().map(|p| (p.url.clone(), p.clone())).collect(),
+            simulator: false,
+        }
+    }
+
+    #[test]
+    fn shards_sum_other_pods_and_count_a_shared_pod_once() {
+        let mut a = run(&[
+            pod("http://a/metrics", 1000.0, 10),
+            pod("http://c/metrics", 300.0, 9),
+        ]);
+        let b = run(&[
+            pod("http://b/metrics", 500.0, 10),
+            pod("http://c/metrics", 310.0, 11),
+        ]);
+        a.merge(&b);
+        assert_eq!(a.pods.len(), 3);
+        // The shared pod: the scrape window that covered more.
+        assert_eq!(
+            a.pods["http://c/metrics"].counters["prefix_cache_queries"],
+            310.0
+        );
+        let mut state = RunState::new(RunMeta::for_tests());
+        state.server = Some(a);
+        let m = stats::server_stats(&state).metrics.unwrap();
+        assert_eq!(m.prefix_cache_queries, Some(1810.0));
+        assert_eq!(m.hit_rate_percent, Some(50.0));
+        assert_eq!(m.ttft.unwrap().count, 12.0);
+        // Waiting adds up over the pods of one scrape round.
+        assert_eq!(m.waiting_max, Some(3.0));
+        assert_eq!(m.kv_usage_max_percent, Some(25.0));
+    }
+
+    #[test]
+    fn server_figures_travel_in_results_json_and_read_back_exactly() {
+        let mut state = RunState::new(RunMeta::for_tests());
+        let mut s = run(&[pod("http://a/metrics", 1234.5, 10)]);
+        s.pods.get_mut("http://a/metrics").unwrap().resets = 2;
+        state.server = Some(s);
+        state.reuse.add(2, Some(1000), Some(990));
+        state.histograms.gateway_overhead.record(4_200);
+        let json = RunReport::new(state.clone(), None)
+            .results_json()
+            .to_string();
+        let back = Saved::parse(&json).unwrap();
+        assert_eq!(back.run, state);
+        // A results.json written before these fields existed still reads.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for k in ["server", "reuse"] {
+            old["run"].as_object_mut().unwrap().remove(k);
+        }
+        old["run"]["histograms"]
+            .as_object_mut()
+            .unwrap()
+            .remove("gateway_overhead");
+        let back = Saved::parse(&old.to_string()).unwrap();
+        assert_eq!(back.run.server, None);
+    }
 }
