@@ -391,7 +391,8 @@ fn pod_series(
             let pts = p
                 .series
                 .iter()
-                .filter_map(|g| Some(((g.at.0 - origin.0) as f64 / 1e6, value(g)?)))
+                // The baseline scrape comes just before the start: drawn at 0.
+                .filter_map(|g| Some((((g.at.0 - origin.0) as f64 / 1e6).max(0.0), value(g)?)))
                 .collect();
             let name = if many {
                 format!("pod {}", i + 1)

@@ -337,6 +337,24 @@ mod tests {
     }
 
     #[test]
+    fn a_metric_missing_from_one_page_is_not_counted_again_when_it_returns() {
+        let mut pod = PodRun::new("http://pod/metrics");
+        let a = snap(0, 100.0, 10.0, 4.0);
+        let mut b = snap(1, 200.0, 20.0, 6.0);
+        b.counters.remove("prefix_cache_queries");
+        b.histograms.clear();
+        let c = snap(2, 300.0, 30.0, 8.0);
+        pod.add(None, &a, 0);
+        pod.add(Some(&a), &b, 1);
+        b.fill_from(&a);
+        pod.add(Some(&b), &c, 2);
+        assert_eq!(pod.counters["prefix_cache_queries"], 200.0);
+        assert_eq!(pod.counters["prefix_cache_hits"], 20.0);
+        assert_eq!(pod.histograms["ttft"].count, 4.0);
+        assert_eq!(pod.resets, 0);
+    }
+
+    #[test]
     fn a_changed_created_time_is_a_restart_even_when_values_grew() {
         let mut a = snap(0, 100.0, 10.0, 4.0);
         a.created = Some(1.0e9);

@@ -120,8 +120,13 @@ impl Pod {
             Snapshot::read(&page, &ctx.model, at)
         });
         match got {
-            Ok(s) => {
+            Ok(mut s) => {
                 self.run.add(self.last.as_ref(), &s, round);
+                // A metric missing from this page (a family that did not read) keeps its
+                // last value, or its next appearance would count from zero.
+                if let Some(prev) = &self.last {
+                    s.fill_from(prev);
+                }
                 self.last = Some(s);
                 self.last_ok = true;
             }

@@ -203,6 +203,19 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Take `prev`'s values for the counters and histograms this snapshot lacks.
+    pub fn fill_from(&mut self, prev: &Snapshot) {
+        for (k, v) in &prev.counters {
+            self.counters.entry(k).or_insert(*v);
+        }
+        for (k, h) in &prev.histograms {
+            self.histograms.entry(k).or_insert_with(|| h.clone());
+        }
+        self.created = self.created.or(prev.created);
+    }
+}
+
 /// A value a counter or gauge can hold: NaN and infinities read as 0.
 fn finite(v: f64) -> f64 {
     if v.is_finite() {
