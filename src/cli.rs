@@ -226,6 +226,7 @@ fn augment(mut cmd: clap::Command, scope: Scope, positionals: &[Positional]) -> 
                 .value_parser(clap::value_parser!(f64))
                 .allow_negative_numbers(true),
             Kind::Text | Kind::Secret => arg.value_name(s.value_name),
+            Kind::List => arg.value_name(s.value_name).action(ArgAction::Append),
         };
         cmd = cmd.arg(arg);
     }
@@ -247,6 +248,12 @@ fn from_matches(m: &ArgMatches, scope: Scope, positionals: &[Positional]) -> Run
             Kind::Text | Kind::Secret => {
                 Value::from(m.get_one::<String>(s.key).expect("parsed").clone())
             }
+            Kind::List => Value::from(
+                m.get_many::<String>(s.key)
+                    .expect("parsed")
+                    .cloned()
+                    .collect::<Vec<String>>(),
+            ),
         };
         flags.insert(s.key.into(), v);
     }

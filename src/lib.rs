@@ -6,6 +6,7 @@
 //! (thresholds and warnings), [`report`] (text, user info, CSV, HTML); [`run`] holds
 //! the phases every measuring command composes, [`merge`] joins the shards of a run,
 //! [`sweep`] runs one load level after another (`sweep`, `capacity`),
+//! [`scrape`] reads the server's metrics (vLLM's `/metrics`) over the measured phase,
 //! [`sim`] is the built-in simulator, [`cli`] the command line.
 
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod merge;
 pub mod report;
 pub mod run;
+pub mod scrape;
 pub mod sim;
 pub mod state;
 pub mod sweep;

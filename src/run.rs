@@ -292,6 +292,13 @@ pub async fn measure_lanes(
     let sem = Arc::new(Semaphore::new(w.parallel));
     let in_flight = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, RequestRecord)>();
+    // The server's metrics (one lane: a run, a sweep level): a baseline scrape now,
+    // after the warm-up, then at intervals.
+    let scraper = if lanes.len() == 1 {
+        crate::scrape::Scraper::start(&first.settings, &first.target, &lanes[0].model).await
+    } else {
+        None
+    };
     // The time anchor: monotonic offsets from here map to wall-clock time from here.
     let phase_start = Instant::now();
     let started_at = Wall::now();
@@ -399,6 +406,9 @@ pub async fn measure_lanes(
     let ended_at = started_at.plus_us(crate::client::micros(phase_start.elapsed()));
     if tty {
         eprintln!();
+    }
+    if let Some(s) = scraper {
+        states[0].server = s.finish().await;
     }
     states
         .into_iter()
@@ -622,6 +632,8 @@ async fn run_conversation(mut ctx: ConversationCtx) {
     // Responses API state per lane: the last successful response, the conversation.
     let mut previous: Vec<Option<String>> = lanes.iter().map(|_| None).collect();
     let mut conversation: Vec<Option<String>> = lanes.iter().map(|_| None).collect();
+    // Per lane, the previous turn's prompt and reply tokens: what this turn could reuse.
+    let mut reusable: Vec<Option<u64>> = lanes.iter().map(|_| None).collect();
     let mut order: Vec<usize> = (0..lanes.len()).collect();
     for turn in 0..pace.delays.len() {
         if turn > 0 {
@@ -760,9 +772,15 @@ async fn run_conversation(mut ctx: ConversationCtx) {
                     start_us: called_us + m.ready_after_us,
                     prompt_bytes: prompt_bytes as u64,
                     after_tool: round > 0,
+                    reusable_tokens: if round == 0 { reusable[lane] } else { None },
                     measured: m,
                 };
                 let ok = record.ok();
+                let mu = &record.measured;
+                reusable[lane] = match (ok, mu.prompt_tokens, mu.tokens_approx) {
+                    (true, Some(p), false) => Some(p + mu.output_tokens.unwrap_or(0)),
+                    _ => None,
+                };
                 if ctx.tx.send((lane, record)).is_err() {
                     return;
                 }

@@ -85,6 +85,9 @@ pub const WARNING_IDS: &[&str] = &[
     "warm_first_turns",
     "client_lag",
     "missing_shards",
+    "metrics_unavailable",
+    "counter_reset",
+    "metrics_other_traffic",
 ];
 
 /// The client's timer lateness P99 above which the client, not the endpoint, was the
@@ -184,6 +187,7 @@ pub fn warnings(state: &RunState, stats: &Stats) -> Vec<Warning> {
             state.meta.shard_count
         ),
     );
+    out.extend(crate::scrape::report::warnings(state, &stats.server));
     out
 }
 

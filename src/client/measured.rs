@@ -79,6 +79,9 @@ pub struct Measured {
     /// Gaps between token-bearing events.
     pub itl_us: Vec<u32>,
     pub error: Option<RequestError>,
+    /// The overhead a gateway reported in a response header (`overhead_header`, LiteLLM's
+    /// `x-litellm-overhead-duration-ms`), in µs.
+    pub gateway_overhead_us: Option<u64>,
     /// The generated text (content only), appended to the conversation's history.
     pub reply: String,
     /// The Responses API's id of this response (the next turn's previous_response_id).

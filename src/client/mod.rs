@@ -202,6 +202,8 @@ pub struct Endpoint {
     idle_timeout: Duration,
     include_usage: bool,
     keep_alive: bool,
+    /// The response header in which a gateway reports its own overhead, in ms.
+    overhead_header: Option<reqwest::header::HeaderName>,
     /// The base URL that a 404 on chat completions suggests: probed once.
     not_found_probe: Arc<tokio::sync::OnceCell<Option<String>>>,
 }
@@ -244,6 +246,7 @@ impl Endpoint {
             idle_timeout: t.idle_timeout,
             include_usage: t.include_usage,
             keep_alive: t.keep_alive,
+            overhead_header: t.overhead_header.clone(),
             not_found_probe: Arc::default(),
         })
     }
@@ -496,6 +499,9 @@ impl Endpoint {
             Ok(Ok(r)) => r,
         };
         m.ttfb_us = Some(micros(start.elapsed()));
+        if let Some(name) = &self.overhead_header {
+            m.gateway_overhead_us = overhead_us(resp.headers().get(name));
+        }
         let status = resp.status();
         if !status.is_success() {
             let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
@@ -723,6 +729,12 @@ pub fn redact(text: &str, key: Option<&Secret>) -> String {
     }
 }
 
+/// A gateway's overhead header (milliseconds, as LiteLLM writes it) in µs.
+fn overhead_us(v: Option<&HeaderValue>) -> Option<u64> {
+    let ms: f64 = v?.to_str().ok()?.trim().parse().ok()?;
+    (ms.is_finite() && ms >= 0.0).then(|| (ms * 1000.0).round() as u64)
+}
+
 pub fn micros(d: Duration) -> u64 {
     d.as_micros().min(u64::MAX as u128) as u64
 }
@@ -730,6 +742,17 @@ pub fn micros(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_overhead_header_reads_as_microseconds_and_junk_as_none() {
+        let v = |s: &'static str| Some(HeaderValue::from_static(s));
+        assert_eq!(overhead_us(v("12.3456").as_ref()), Some(12_346));
+        assert_eq!(overhead_us(v(" 7 ").as_ref()), Some(7_000));
+        for junk in ["", "-1", "NaN", "soon", "inf"] {
+            assert_eq!(overhead_us(v(junk).as_ref()), None, "{junk}");
+        }
+        assert_eq!(overhead_us(None), None);
+    }
 
     #[test]
     fn no_part_of_an_echoed_key_survives_shortening() {

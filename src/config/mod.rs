@@ -7,6 +7,7 @@
 //! flag, variable or file key the user actually wrote.
 
 pub mod levels;
+mod metrics;
 pub mod schema;
 
 use std::fmt;
@@ -150,6 +151,8 @@ pub struct TargetSettings {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Where a gateway reports its own overhead (`overhead_header`); `None`: nowhere.
+    pub overhead_header: Option<reqwest::header::HeaderName>,
 }
 
 /// What the run sends, and when.
@@ -224,6 +227,7 @@ pub struct Settings {
     pub levels: LevelSettings,
     pub output: OutputSettings,
     pub compare: CompareSettings,
+    pub metrics: crate::scrape::MetricsSettings,
     /// Every setting as validated, the key only said to be set or not: results.json's
     /// `settings`, derived from the schema.
     pub public: serde_json::Map<String, serde_json::Value>,
@@ -732,6 +736,7 @@ fn target_settings(l: &Layers<'_>, side: Option<&str>) -> Result<TargetSettings,
         }
     };
     Ok(TargetSettings {
+        overhead_header: metrics::overhead_header(l)?,
         api,
         history,
         mcp_servers,
@@ -992,6 +997,7 @@ fn validate(l: &Layers<'_>) -> Result<Settings, ConfigError> {
     };
 
     Ok(Settings {
+        metrics: metrics::validate(l)?,
         public: public_settings(l)?,
         compare: compare_settings(l)?,
         target,
@@ -1019,6 +1025,7 @@ fn public_settings(
             Kind::Uint => l.uint(s.key)?.map(J::from).unwrap_or(J::Null),
             Kind::Float => l.float_opt(s.key)?.map(J::from).unwrap_or(J::Null),
             Kind::Bool { .. } => J::Bool(l.bool(s.key)?),
+            Kind::List => J::from(l.list(s.key)?),
         };
         out.insert(s.key.into(), v);
     }
@@ -1150,7 +1157,8 @@ mod tests {
         let s = load(&Dict::new(), &env(&[("TURNBENCH_API_KEY", "sk-hidden")])).unwrap();
         for setting in SCHEMA {
             if setting.kind == Kind::Secret {
-                assert_eq!(s.public[&format!("{}_set", setting.key)], true);
+                let set = setting.key == "api_key";
+                assert_eq!(s.public[&format!("{}_set", setting.key)], set);
                 assert!(!s.public.contains_key(setting.key));
             } else {
                 assert!(s.public.contains_key(setting.key), "{}", setting.key);

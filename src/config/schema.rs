@@ -14,6 +14,7 @@ pub enum Group {
     Levels,
     Output,
     Compare,
+    Metrics,
 }
 
 impl Group {
@@ -25,6 +26,7 @@ impl Group {
             Group::Levels => "Sweep and capacity",
             Group::Output => "Output",
             Group::Compare => "Comparison",
+            Group::Metrics => "Server metrics",
         }
     }
 }
@@ -42,6 +44,9 @@ pub enum Kind {
     Float,
     /// A switch; `negated` flags spell the `false` form (`--no-include-usage`).
     Bool { negated: bool },
+    /// Several texts: a flag given again adds one, a variable separates them by commas,
+    /// a file holds a list (or one comma-separated string).
+    List,
 }
 
 /// A built-in default.
@@ -186,6 +191,10 @@ pub const SCHEMA: &[Setting] = &[
     s("user_info_prefix", Output, Text, D::Text("litemaas_benchmark"), "PREFIX", "Prefix of the user-info data keys"),
     s("strict", Output, SWITCH, D::Bool(false), "", "Exit 1 when the verdict is FAIL"),
     s("grace_period", Output, Float, D::Float(5.0), "SECONDS", "After SIGINT/SIGTERM, wait this long for requests in flight, seconds"),
+    s("overhead_header", Target, Text, D::Text("x-litellm-overhead-duration-ms"), "NAME", "Response header in which a gateway reports its own overhead in ms, recorded per request; `none` reads none"),
+    s("metrics_url", Metrics, List, D::None, "URL", "A vLLM pod's /metrics URL, scraped after the warm-up, every --metrics-interval and after the measured phase; give it once per pod (TURNBENCH_METRICS_URL: comma-separated) [default: none; the built-in simulator's when it is the target]"),
+    s("metrics_api_key", Metrics, Secret, D::None, "KEY", "Bearer key for the metrics URLs (never the endpoint's key); prefer TURNBENCH_METRICS_API_KEY"),
+    s("metrics_interval", Metrics, Float, D::Float(5.0), "SECONDS", "Seconds between scrapes of the metrics URLs during the measured phase"),
     s("print_results", Output, SWITCH, D::Bool(false), "", "Also print results.json (gzip, base64) between TURNBENCH RESULTS markers on stdout, for `turnbench report` and `turnbench merge` to read from a Job's log"),
 ];
 

@@ -391,3 +391,96 @@ pub fn errors_over_time(state: &RunState) -> Result<String> {
         &series,
     )
 }
+
+/// Per pod, `value` of each scrape against seconds since the measured phase began.
+fn pod_series(
+    state: &RunState,
+    value: impl Fn(&crate::scrape::GaugePoint) -> Option<f64>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let Some(server) = &state.server else {
+        return Vec::new();
+    };
+    let origin = state
+        .started_at
+        .or_else(|| {
+            server
+                .pods
+                .values()
+                .flat_map(|p| p.series.first())
+                .map(|g| g.at)
+                .min()
+        })
+        .unwrap_or(crate::state::Wall(0));
+    let many = server.pods.len() > 1;
+    server
+        .pods
+        .values()
+        .enumerate()
+        .map(|(i, p)| {
+            let pts = p
+                .series
+                .iter()
+                // The baseline scrape comes just before the start: drawn at 0.
+                .filter_map(|g| Some((((g.at.0 - origin.0) as f64 / 1e6).max(0.0), value(g)?)))
+                .collect();
+            let name = if many {
+                format!("pod {}", i + 1)
+            } else {
+                "pod".into()
+            };
+            (name, pts)
+        })
+        .collect()
+}
+
+/// The server's KV cache usage at each scrape, per pod (vLLM's `kv_cache_usage_perc`).
+pub fn kv_usage_over_time(state: &RunState) -> Result<String> {
+    lines_over_time(
+        "Server KV cache usage over time (per scrape)",
+        "KV cache usage (%)",
+        "no server metrics (--metrics-url)",
+        &pod_series(state, |g| g.kv_usage.map(|v| v * 100.0)),
+    )
+}
+
+/// Requests waiting in the server's queue at each scrape, per pod.
+pub fn waiting_over_time(state: &RunState) -> Result<String> {
+    lines_over_time(
+        "Server requests waiting over time (per scrape)",
+        "waiting requests",
+        "no server metrics (--metrics-url)",
+        &pod_series(state, |g| g.waiting),
+    )
+}
+
+/// Median reuse efficiency per turn: of the previous turn's prompt and reply, the share
+/// the server reported cached.
+pub fn reuse_by_turn(p50: &std::collections::BTreeMap<u32, f64>) -> Result<String> {
+    let title = "Reuse efficiency by turn (median)";
+    if p50.is_empty() {
+        return empty(title, "no later turn with cached tokens in usage");
+    }
+    let max_turn = p50.keys().copied().max().unwrap_or(2);
+    let frame = Frame {
+        title,
+        x: 0.5..max_turn as f64 + 0.5,
+        y: 0.0..105.0,
+        x_desc: "turn",
+        y_desc: "reused of reusable prefix (%)".into(),
+        whole_x: Some(max_turn),
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    let pts: Vec<(f64, f64)> = p50.iter().map(|(t, p)| (*t as f64, *p)).collect();
+    draw(frame, |chart| {
+        let c = colour(2);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label("median")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+        Ok(())
+    })
+}

@@ -175,6 +175,16 @@ pub fn render(r: &RunReport) -> String {
         ));
     }
     h.push_str("</section>\n");
+    let server_charts = [
+        charts::kv_usage_over_time(state),
+        charts::waiting_over_time(state),
+        charts::reuse_by_turn(&stats.server.reuse_by_turn_p50_percent),
+    ];
+    h.push_str(&crate::scrape::report::html(
+        state,
+        &stats.server,
+        &server_charts,
+    ));
 
     h.push_str("<section id=\"errors\"><h2>Errors</h2>\n");
     if stats.errors.is_empty() {

@@ -289,6 +289,8 @@ impl RunReport {
             )),
             None => out.push("  Per-conversation speedup: N/A".into()),
         }
+        out.push(String::new());
+        crate::scrape::report::lines(st, &s.server, &mut out);
         if !s.errors.is_empty() {
             out.push(String::new());
             out.push("Errors by kind:".into());
@@ -378,6 +380,7 @@ impl RunReport {
                     .unwrap_or_else(|| "N/A".into()),
             ),
         ];
+        data.extend(crate::scrape::report::data(&s.server));
         if let Some(o) = self.state.open_loop_stats() {
             data.extend(open_loop::data(&o));
         }

@@ -5,6 +5,7 @@
 mod cache;
 mod clock;
 mod faults;
+mod metrics;
 mod queue;
 mod responses;
 mod tools;
@@ -92,6 +93,8 @@ struct Shared {
     /// Requests that offered function tools, for picking tool calls.
     tool_offers: AtomicU64,
     scheduler: queue::Scheduler,
+    /// What `GET /metrics` shows, with vLLM's names and meanings.
+    metrics: Arc<metrics::SimMetrics>,
 }
 
 impl Shared {
@@ -247,6 +250,11 @@ pub fn start_thread(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimThre
 /// The simulator's routes, for embedding in another server or a test.
 pub fn router(cfg: SimConfig) -> Router {
     let blocks = (cfg.cache_capacity_tokens as usize).saturating_mul(CHARS_PER_TOKEN) / BLOCK_BYTES;
+    let metrics = Arc::new(metrics::SimMetrics::new(
+        &cfg.model,
+        (BLOCK_BYTES / CHARS_PER_TOKEN) as u64,
+        blocks as u64,
+    ));
     let shared = Arc::new(Shared {
         scheduler: queue::Scheduler::new(cfg.capacity),
         timer: clock::PreciseTimer::new(),
@@ -258,6 +266,7 @@ pub fn router(cfg: SimConfig) -> Router {
         store: Mutex::default(),
         chained: AtomicU64::new(0),
         tool_offers: AtomicU64::new(0),
+        metrics,
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -271,6 +280,7 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/v1/conversations", post(responses::create_conversation))
         .route("/health", get(|| async { "ok" }))
         .route("/sim/stats", get(stats))
+        .route("/metrics", get(metrics_page))
         // Long conversations resend everything: axum's 2 MB default is far too small.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -336,6 +346,18 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`, unauthenticated as vLLM's is.
+async fn metrics_page(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
     )
         .into_response()
 }
@@ -478,6 +500,9 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         }
         return r;
     }
+    // Counted in the prefix-cache metrics and running until it ends; its queue time
+    // is the wait for a slot (none without --max-num-seqs).
+    let in_flight = s.metrics.admitted(prompt_tokens, cached_tokens);
     // The reply depends on the prompt alone, as a greedy model's would: the same seed
     // then sends the same conversations whatever the order of arrival.
     let first_word = prompt.len() % WORDS.len();
@@ -514,6 +539,15 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         s.timer
             .sleep_until(first + itl * n_out.saturating_sub(1))
             .await;
+        s.metrics.first_token(first - arrived);
+        s.metrics.generated(u64::from(n_out));
+        s.metrics.finished(&metrics::Phases {
+            queue: slot.at - arrived,
+            prefill: first.saturating_duration_since(slot.at),
+            decode: Instant::now().saturating_duration_since(first),
+            e2e: arrived.elapsed(),
+        });
+        drop(in_flight);
         drop(slot);
         let text: String = (0..n_out)
             .map(|i| WORDS[(first_word + i as usize) % WORDS.len()])
@@ -547,6 +581,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         finish,
         usage: include_usage.then_some(usage),
         fault,
+        _in_flight: in_flight,
     };
     tokio::spawn(write_stream(s.clone(), prompt, plan, writer));
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
@@ -584,6 +619,8 @@ struct StreamPlan {
     finish: &'static str,
     usage: Option<String>,
     fault: faults::Draw,
+    /// Held until the stream ends: the request counts as running, its blocks as used.
+    _in_flight: metrics::InFlight,
 }
 
 /// Sends events down the body, counting them; resets the connection once the count
@@ -640,12 +677,15 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         .scheduler
         .first_token_at(slot.at, p.base, p.own_prefill, p.uncached);
     let mut text = String::new();
+    let mut first_at = at;
     for i in 0..p.n_out {
         s.timer.sleep_until(at).await;
         if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {
             return;
         }
         if i == 0 {
+            first_at = Instant::now();
+            s.metrics.first_token(first_at - p.arrived);
             let late = crate::client::micros(Instant::now().saturating_duration_since(at));
             s.lateness
                 .lock()
@@ -663,6 +703,7 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         if w.send(chunk(&delta, fin)).await.is_err() {
             return;
         }
+        s.metrics.generated(1);
         if i == 0 {
             if p.fault.malformed {
                 let _ = w.send(format!("{head}{{\"content\":\"broken\"\n\n")).await;
@@ -681,6 +722,14 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         at += p.itl;
     }
     remember_reply(&s, &prompt, &text);
+    // Recorded before [DONE], so a scrape after the client's last read has it all.
+    let end = Instant::now();
+    s.metrics.finished(&metrics::Phases {
+        queue: slot.at - p.arrived,
+        prefill: first_at.saturating_duration_since(slot.at),
+        decode: end.saturating_duration_since(first_at),
+        e2e: end - p.arrived,
+    });
     if p.fault.no_end {
         return;
     }

@@ -43,6 +43,10 @@ pub struct RequestRecord {
     /// A follow-up request that carried tool outputs (its turn's second request).
     pub after_tool: bool,
     pub measured: Measured,
+    /// Prompt plus reply tokens of the conversation's previous turn, as its usage
+    /// counted them: the prefix this turn could reuse (`None` on a first turn, or when
+    /// the previous turn failed or came without usage).
+    pub reusable_tokens: Option<u64>,
 }
 
 impl RequestRecord {
@@ -237,10 +241,13 @@ pub struct Histograms {
     pub ttft_after_tool: Hist,
     /// Server-side tool calls (MCP): from in progress to completed.
     pub server_tool: Hist,
+    /// The overhead a gateway reported in a response header (`overhead_header`).
+    #[serde(default)]
+    pub gateway_overhead: Hist,
 }
 
 impl Histograms {
-    fn each_mut(&mut self) -> [&mut Hist; 13] {
+    fn each_mut(&mut self) -> [&mut Hist; 14] {
         [
             &mut self.ttft,
             &mut self.ttft_first_turn,
@@ -255,6 +262,7 @@ impl Histograms {
             &mut self.time_to_tool_call,
             &mut self.ttft_after_tool,
             &mut self.server_tool,
+            &mut self.gateway_overhead,
         ]
     }
     fn merge(&mut self, o: &Histograms) {
@@ -272,6 +280,7 @@ impl Histograms {
             &o.time_to_tool_call,
             &o.ttft_after_tool,
             &o.server_tool,
+            &o.gateway_overhead,
         ];
         for (mine, theirs) in self.each_mut().into_iter().zip(theirs) {
             mine.add(theirs);
@@ -493,6 +502,12 @@ pub struct RunState {
     /// Open loop only: arrivals, conversations active over time, achieved rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<open_loop::OpenLoop>,
+    /// The server's metrics over the measured phase (`metrics_url`); `None` without.
+    #[serde(default)]
+    pub server: Option<crate::scrape::ServerRun>,
+    /// How much of each turn's reusable prefix the server reported cached.
+    #[serde(default)]
+    pub reuse: crate::scrape::ReuseTally,
 }
 
 impl RunState {
@@ -511,6 +526,8 @@ impl RunState {
             partial: None,
             endpoint_unusable: None,
             open_loop: None,
+            server: None,
+            reuse: Default::default(),
         }
     }
 
@@ -599,6 +616,7 @@ impl RunState {
                 .prompt_tokens
                 .saturating_add(m.prompt_tokens.unwrap_or(0));
             turn.cached_tokens = turn.cached_tokens.saturating_add(cached);
+            self.reuse.add(turn_key, r.reusable_tokens, Some(cached));
             if r.turn == 1 && !r.after_tool {
                 c.first_turns_with_usage += 1;
                 let prompt = m.prompt_tokens.unwrap_or(0);
@@ -686,6 +704,9 @@ impl RunState {
                 self.rec(h, v);
             }
         }
+        if let Some(us) = r.measured.gateway_overhead_us {
+            self.rec(|h| &mut h.gateway_overhead, us);
+        }
         for gap in std::mem::take(&mut r.measured.itl_us) {
             self.rec(|h| &mut h.itl, u64::from(gap));
         }
@@ -739,6 +760,8 @@ impl RunState {
         if self.endpoint_unusable.is_none() {
             self.endpoint_unusable.clone_from(&o.endpoint_unusable);
         }
+        crate::scrape::merge_server(&mut self.server, &o.server);
+        self.reuse.merge(&o.reuse);
     }
 
     /// Why `o` is not another shard of this run, if it is not.
@@ -951,7 +974,12 @@ mod tests {
                         start_us: start,
                         prompt_bytes: tokens * 4,
                         after_tool: tokens % 11 == 0,
-                        measured: m,
+                        // Reuse efficiency and gateway overhead merge exactly too.
+                        reusable_tokens: usage.map(|u| u.0 / 2 + 1),
+                        measured: Measured {
+                            gateway_overhead_us: Some(ttft / 3),
+                            ..m
+                        },
                     }
                 },
             )

@@ -100,6 +100,8 @@ pub struct Stats {
     pub cached_tokens: Option<u64>,
     pub warm_first_turns: u64,
     pub errors: BTreeMap<String, ErrorCount>,
+    /// The server's metrics, the reuse efficiency and the gateway-reported overhead.
+    pub server: crate::scrape::stats::ServerStats,
 }
 
 impl RunState {
@@ -219,6 +221,7 @@ impl RunState {
                 .iter()
                 .map(|(k, v)| (k.label().to_string(), v.clone()))
                 .collect(),
+            server: crate::scrape::stats::server_stats(self),
         }
     }
 }

@@ -132,6 +132,13 @@ pub const DATA_KEYS: &[&str] = &[
     "api",
     "tool_round_trips",
     "history",
+    "server_prefix_cache_hit_rate",
+    "server_ttft_p50_ms",
+    "queue_time_mean_ms",
+    "overhead_ms",
+    "kv_cache_usage_max",
+    "preemptions",
+    "reuse_efficiency",
 ];
 
 /// The simulator behind a recorder of the body of every chat or Responses request.

@@ -20,6 +20,9 @@ CHARTS = [
     "chart-tokens-per-second",
     "chart-cached-by-turn",
     "chart-errors-over-time",
+    "chart-kv-usage-over-time",
+    "chart-waiting-over-time",
+    "chart-reuse-by-turn",
 ]
 KEY = "sk-browser-test-secret"
 
@@ -39,6 +42,7 @@ def report_file(tmp_path_factory):
         run = subprocess.run(
             [BIN, "run", url, "--conversations", "8", "--turns", "5", "--parallel", "4", "--warmup", "0",
              "--min-delay", "0", "--max-delay", "0.1", "--seed", "5", "--max-error-rate", "0.2",
+             "--metrics-url", url[: -len("/v1")] + "/metrics", "--metrics-interval", "0.2",
              "--output-dir", str(out)],
             env={**os.environ, "TURNBENCH_API_KEY": KEY}, capture_output=True, text=True, timeout=120,
         )
@@ -87,6 +91,7 @@ def test_report_loads_without_console_errors_and_draws_every_chart(report_file, 
         # drawn, not empty: plotters emits shapes as SVG elements
         shapes = svg.find_elements(By.CSS_SELECTOR, "circle, polyline, rect, line, path")
         assert len(shapes) > 5, chart
+    assert "TTFT breakdown: of" in browser.find_element(By.ID, "server").text
     errors = browser.find_element(By.ID, "errors").text
     assert "http_status" in errors
     assert KEY not in browser.page_source
