@@ -403,7 +403,7 @@ def test_a_missing_shard_is_a_partial_report(pods):
     info = user_info(r.stdout)
     assert int(info["data"]["litemaas_benchmark_total_requests"]) == total(pods.text[0]) + total(pods.text[2])
     assert f"Shards: 2 of {pods.n} (0, 2)" in info["msg"]
-    assert "missing" in info["msg"]
+    assert f"PARTIAL RESULTS: 2 of {pods.n} shards merged (1 missing)" in info["msg"]
 
 
 def test_a_start_time_left_unset_stops_the_pod_at_once(tmp_path):
