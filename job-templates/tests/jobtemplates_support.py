@@ -97,25 +97,60 @@ def pod_containers(doc: dict) -> list[dict]:
     return list(spec.get("initContainers", [])) + list(spec.get("containers", []))
 
 
+def expand_env_refs(value: str, env: dict[str, str]) -> str:
+    """What the kubelet does to an `env` value: `$(NAME)` becomes the value of a
+    variable defined before it, `$$` a literal `$`; a reference to an undefined
+    variable stays as written."""
+
+    def sub(m: re.Match) -> str:
+        if m[0] == "$$":
+            return "$"
+        return env.get(m[1], m[0])
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, value)
+
+
 def container_env(job: dict, configmaps: dict[str, dict]) -> dict[str, str]:
     """The environment the container gets from envFrom ConfigMaps and env values
-    (Secret references as `<secret:NAME/KEY>`)."""
+    (Secret references as `<secret:NAME/KEY>`), `$(NAME)` references expanded."""
     (c,) = job["spec"]["template"]["spec"]["containers"]
     env: dict[str, str] = {}
     for src in c.get("envFrom", []):
         env.update(configmaps[src["configMapRef"]["name"]]["data"])
     for e in c.get("env", []):
         if "value" in e:
-            env[e["name"]] = e["value"]
+            env[e["name"]] = expand_env_refs(e["value"], env)
         else:
             ref = e["valueFrom"]["secretKeyRef"]
             env[e["name"]] = f"<secret:{ref['name']}/{ref['key']}>"
     return env
 
 
+def set_env(docs: list[dict], values: dict[str, str]) -> list[dict]:
+    """What `oc set env NAME=VALUE ...` does to each Job's containers: an entry of that
+    name gets the value (in place, a valueFrom dropped), a new name is appended."""
+    for doc in docs:
+        for c in pod_containers(doc):
+            env = c.setdefault("env", [])
+            for name, value in values.items():
+                entry = next((e for e in env if e["name"] == name), None)
+                if entry is None:
+                    env.append({"name": name, "value": value})
+                else:
+                    entry.pop("valueFrom", None)
+                    entry["value"] = value
+    return docs
+
+
+def namespace_configmaps() -> dict[str, dict]:
+    """Every ConfigMap of job-templates/ by name: what the namespace holds once they
+    are applied, for a kustomization (indexed/) that uses them without applying them."""
+    return {d["metadata"]["name"]: d for p in manifest_files() for d in load_docs(p) if d["kind"] == "ConfigMap"}
+
+
 def job_env(kustomization_dir: Path, name: str) -> dict[str, str]:
     docs = render_kustomization(kustomization_dir)
-    cms = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    cms = {**namespace_configmaps(), **{d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}}
     (job,) = [d for d in docs if d["kind"] == "Job" and d["metadata"]["name"] == name]
     return container_env(job, cms)
 
