@@ -397,6 +397,11 @@ pub async fn measure_lanes(
             _ = grace_end => break,
         }
     }
+    // Every conversation may have ended because of a stop the loop had not seen yet
+    // (the tasks quit at once when no request is in flight): the run is still partial.
+    if stopped_by.is_none() {
+        stopped_by = *stop.borrow();
+    }
     let abandoned = in_flight.load(Ordering::Relaxed);
     tasks.abort_all();
     // Records already sent by tasks that finished in the last instant still count.

@@ -18,7 +18,16 @@ is its URL. Once it listens the Deployment is available. Deleting the Deployment
 its namespace) stops it. A Route gets the host that OpenShift would make,
 <name>-<namespace>.<APPS_DOMAIN>; `FakeKubeAPI(openshift=False)` has no Route API, as
 plain Kubernetes has none. Objects beyond the API server's size limits (annotations,
-ConfigMap data) are refused as they would be."""
+ConfigMap data) are refused as they would be.
+
+Like the garbage collector, deleting a Job deletes what its uid owns (ownerReferences).
+On OpenShift the cluster Ingress config holds the apps domain. For the tests of what
+the role does when the cluster misbehaves: `faults[(method, plural)] = (code, message)`
+answers such requests with that error; `slow_deletes[plural] = seconds` keeps a deleted
+object (with a deletionTimestamp) that long; a container image containing
+"does-not-exist" never pulls (ImagePullBackOff); and `routes_to_loopback` has the
+"kubelet" reach a host under APPS_DOMAIN at 127.0.0.1, as the cluster's DNS leads a
+route's host to the router."""
 
 from __future__ import annotations
 
@@ -54,8 +63,11 @@ RESOURCES = {
     "route.openshift.io/v1": {
         "routes": ("Route", True),
     },
+    "config.openshift.io/v1": {
+        "ingresses": ("Ingress", False),
+    },
 }
-OPENSHIFT_ONLY = {"route.openshift.io/v1"}
+OPENSHIFT_ONLY = {"route.openshift.io/v1", "config.openshift.io/v1"}
 APPS_DOMAIN = "apps.cluster.fake.example.com"
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
@@ -121,6 +133,14 @@ class FakeKubeAPI:
         self.lock = threading.RLock()
         self.clock = itertools.count()
         self.runs: list[threading.Thread] = []
+        self.faults: dict[tuple[str, str], tuple[int, str]] = {}
+        self.slow_deletes: dict[str, float] = {}
+        self.routes_to_loopback = False
+        if openshift:
+            self.objects[("config.openshift.io/v1", "ingresses", "", "cluster")] = {
+                "apiVersion": "config.openshift.io/v1", "kind": "Ingress",
+                "metadata": {"name": "cluster", "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+                "spec": {"domain": APPS_DOMAIN}}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -219,11 +239,12 @@ class FakeKubeAPI:
         self.objects[key] = obj
         if kind == "ConfigMap":
             self._sync_mounts(ns, meta["name"])
-        if kind == "Deployment":
+        # (Objects that tests put as bare records, without a pod template, do not run.)
+        if kind == "Deployment" and (obj.get("spec") or {}).get("template"):
             run = threading.Thread(target=self._run_deployment, args=(copy.deepcopy(obj),), daemon=True)
             self.runs.append(run)
             run.start()
-        if kind == "Job":
+        if kind == "Job" and (obj.get("spec") or {}).get("template"):
             obj["status"] = {"active": 1, "startTime": self._now()}
             run = threading.Thread(target=self._run_job, args=(copy.deepcopy(obj),), daemon=True)
             self.runs.append(run)
@@ -232,13 +253,21 @@ class FakeKubeAPI:
 
     def _delete(self, gv, plural, ns, name):
         key = (gv, plural, ns, name)
+        if plural in self.slow_deletes and key in self.objects:
+            obj = self.objects[key]
+            if "deletionTimestamp" not in obj["metadata"]:
+                obj["metadata"]["deletionTimestamp"] = self._now()
+                timer = threading.Timer(self.slow_deletes[plural], self._finish_delete, args=(key, obj["metadata"]["uid"]))
+                timer.daemon = True
+                timer.start()
+            return 200, obj
         obj = self.objects.pop(key, None)
         if obj is None:
             return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
         if plural == "jobs":
             for k, o in list(self.objects.items()):
                 refs = o.get("metadata", {}).get("ownerReferences") or []
-                if k[1] == "pods" and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
+                if k[2] == ns and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
                     del self.objects[k]
         if plural == "deployments":
             self._stop_server(ns, name)
@@ -255,11 +284,21 @@ class FakeKubeAPI:
         return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                      "details": {"name": name, "kind": plural, "uid": obj["metadata"]["uid"]}}
 
+    def _finish_delete(self, key, uid):
+        with self.lock:
+            obj = self.objects.get(key)
+            if obj is not None and obj["metadata"]["uid"] == uid:
+                self.slow_deletes.pop(key[1], None)
+                self._delete(*key)
+
     def handle(self, method: str, raw_path: str, body: bytes):
         url = urlparse(raw_path)
         query = parse_qs(url.query)
         path = url.path.rstrip("/")
         self.requests.append((method, raw_path))
+        for (fault_method, plural), (code, message) in self.faults.items():
+            if method == fault_method and f"/{plural}" in path:
+                return code, _status(code, "InternalError" if code >= 500 else "Forbidden", message)
         if path == "/version":
             return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64"}
         if path == "/api":
@@ -356,10 +395,23 @@ class FakeKubeAPI:
                    {"name": container["name"], "ready": True, "restartCount": 0, "state": {"running": {}}}]}}
         with self.lock:
             self._create("v1", "pods", ns, pod)
+        if "does-not-exist" in str(container.get("image", "")):
+            with self.lock:
+                live = self.objects.get(("v1", "pods", ns, pod_name))
+                if live is not None:
+                    live["status"] = {"phase": "Pending", "containerStatuses": [
+                        {"name": container["name"], "ready": False, "restartCount": 0, "image": container["image"],
+                         "state": {"waiting": {"reason": "ImagePullBackOff",
+                                               "message": f'Back-off pulling image "{container["image"]}"'}}}]}
+            return
         env, error = self._container_env(ns, spec, container)
         if error:
             self._finish(ns, name, pod_name, None, error)
             return
+        if self.routes_to_loopback and env.get("TURNBENCH_URL"):
+            route = urlparse(env["TURNBENCH_URL"])
+            if route.hostname and route.hostname.endswith("." + APPS_DOMAIN):
+                env["TURNBENCH_URL"] = route._replace(netloc=f"127.0.0.1:{route.port or 443}").geturl()
         proc = subprocess.run([str(self.turnbench_bin), *container.get("args", [])], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
         self._finish(ns, name, pod_name, proc.returncode, proc.stdout)
@@ -383,11 +435,22 @@ class FakeKubeAPI:
                 env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
-            if "emptyDir" in volumes[mount["name"]]:
+            volume = volumes[mount["name"]]
+            if "emptyDir" in volume:
                 local = tempfile.mkdtemp(prefix="emptydir-", dir=self.workdir)
-                for k, v in env.items():
-                    if v == mount["mountPath"] or v.startswith(mount["mountPath"] + "/"):
-                        env[k] = local + v[len(mount["mountPath"]):]
+            elif "configMap" in volume:
+                with self.lock:
+                    cm = self.objects.get(("v1", "configmaps", ns, volume["configMap"]["name"]))
+                if cm is None:
+                    return None, f'configmap "{volume["configMap"]["name"]}" not found'
+                local = tempfile.mkdtemp(prefix="configmap-", dir=self.workdir)
+                for key, value in (cm.get("data") or {}).items():
+                    Path(local, key).write_text(value)
+            else:
+                continue
+            for k, v in env.items():
+                if v == mount["mountPath"] or v.startswith(mount["mountPath"] + "/"):
+                    env[k] = local + v[len(mount["mountPath"]):]
         return env, None
 
     def _sync_mounts(self, ns: str, configmap: str) -> None:

@@ -22,11 +22,19 @@ import pytest
 import yaml
 
 TESTS_DIR = Path(__file__).resolve().parent
-ROLE_ROOT = TESTS_DIR.parent  # ansible-role/
-ROLE = ROLE_ROOT / "ocp4_workload_litemaas_benchmark"
+ROLE_ROOT = TESTS_DIR.parent  # ansible-role/: the collection turnbench.litemaas
+ROLES = ROLE_ROOT / "roles"
+ROLE = ROLES / "ocp4_workload_litemaas_benchmark"
 PLAYBOOKS = ROLE_ROOT / "playbooks"
 REPO = ROLE_ROOT.parent
-VENV_BIN = Path(sys.executable).parent
+DOUBLES = TESTS_DIR / "doubles"  # AgnosticD's agnosticd.core collection, test doubles
+# The ansible-core under test: this virtualenv's, or another one's (scripts/test.sh
+# runs the layout and contract tests again under other ansible-core and
+# kubernetes.core versions, with ANSIBLE_TEST_BIN and ANSIBLE_TEST_COLLECTIONS).
+VENV_BIN = Path(os.environ.get("ANSIBLE_TEST_BIN") or Path(sys.executable).parent)
+ANSIBLE_PYTHON = VENV_BIN / "python"
+# Where kubernetes.core comes from when not from the `ansible` package of this venv.
+EXTRA_COLLECTIONS = [p for p in os.environ.get("ANSIBLE_TEST_COLLECTIONS", "").split(os.pathsep) if p]
 
 BEGIN_MARKER = "# BEGIN TURNBENCH USER INFO"
 END_MARKER = "# END TURNBENCH USER INFO"
@@ -78,13 +86,17 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
         ANSIBLE_CONFIG=str(tmp_path / "no-ansible.cfg"),
         ANSIBLE_HOME=str(home),
         ANSIBLE_LOCAL_TEMP=str(home / "tmp"),
-        ANSIBLE_ROLES_PATH=str(ROLE_ROOT),
-        ANSIBLE_COLLECTIONS_PATH=str(home / "collections"),
+        ANSIBLE_ROLES_PATH=str(ROLES),
+        ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([*EXTRA_COLLECTIONS, str(home / "collections")]),
+        # The user info as Babylon reads it: every task's action and result.
+        ANSIBLE_CALLBACK_PLUGINS=str(TESTS_DIR / "callback_plugins"),
+        ANSIBLE_CALLBACKS_ENABLED="babylon_events",
+        TURNBENCH_TEST_EVENTS=str(tmp_path / "job-events.jsonl"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_RETRY_FILES_ENABLED="0",
         ANSIBLE_PIPELINING="1",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_PYTHON_INTERPRETER=str(ANSIBLE_PYTHON),
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         KUBECONFIG=str(tmp_path / "no-kubeconfig"),
         K8S_AUTH_KUBECONFIG=str(tmp_path / "no-kubeconfig"),
@@ -100,6 +112,10 @@ class PlaybookRun:
     stdout: str
     stderr: str
     output: dict = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+
+    def babylon(self) -> "ProvisionInfo":
+        return babylon_provision_info(self.events)
 
     def tasks(self) -> list[tuple[str, dict]]:
         """(task name, result on localhost) in the order they ran."""
@@ -128,21 +144,70 @@ class PlaybookRun:
 
 
 def run_playbook(playbook: Path, tmp_path: Path, extra_vars: dict, timeout: int = 180,
-                 env_extra: dict[str, str] | None = None) -> PlaybookRun:
+                 env_extra: dict[str, str] | None = None, cwd: Path | None = None) -> PlaybookRun:
     """ansible-playbook on localhost (local connection) with the JSON callback."""
     vars_file = tmp_path / f"extra-vars-{time.monotonic_ns()}.json"
     vars_file.write_text(json.dumps(extra_vars))
     cmd = [str(venv_tool("ansible-playbook")), "-i", "localhost,", "-c", "local",
            str(playbook), "-e", f"@{vars_file}"]
     env = ansible_env(tmp_path)
-    env.update(env_extra or {})
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    for name, value in (env_extra or {}).items():  # None: not set at all
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    events_file = Path(env["TURNBENCH_TEST_EVENTS"])
+    events_file.unlink(missing_ok=True)
+    proc = subprocess.run(cmd, cwd=cwd or tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     try:
         output = json.loads(proc.stdout) if proc.stdout.strip() else {}
     except json.JSONDecodeError:
         pytest.fail(f"ansible-playbook did not print JSON (rc {proc.returncode}):\n"
                     f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, output)
+    events = ([json.loads(line) for line in events_file.read_text().splitlines()]
+              if events_file.exists() else [])
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, output, events)
+
+
+@dataclass
+class ProvisionInfo:
+    data: dict
+    messages: list[str]
+
+
+USER_INFO = re.compile(r"^user\.info:\s*")
+USER_DATA = re.compile(r"^user\.data:\s*")
+
+
+def babylon_provision_info(events: list[dict]) -> ProvisionInfo:
+    """The provision data and messages that Babylon's governor gathers from a job's
+    events (what the catalog shows): results of tasks whose action is written
+    `agnosticd_user_info` or `<collection>.agnosticd_user_info` (their msg without the
+    "user.info: " prefix, their data), and of tasks whose action is exactly `debug`
+    ("user.info: " lines, and "user.data: " lines parsed as YAML). Any other action,
+    ansible.builtin.debug included, is not read."""
+    data: dict = {}
+    messages: list[str] = []
+    for event in events:
+        if event.get("event") != "runner_on_ok":
+            continue
+        action, res = event.get("task_action") or "", event.get("res") or {}
+        if action == "agnosticd_user_info" or action.endswith(".agnosticd_user_info"):
+            msg = res.get("msg")
+            if msg:
+                messages.extend(USER_INFO.sub("", m) for m in ([msg] if isinstance(msg, str) else msg))
+            if res.get("data"):
+                data.update(res["data"])
+        elif action == "debug":
+            msg = res.get("msg")
+            for m in ([msg] if isinstance(msg, str) else msg or []):
+                if not isinstance(m, str):
+                    continue
+                if USER_DATA.search(m):
+                    data.update(yaml.safe_load(USER_DATA.sub("", m)))
+                elif USER_INFO.search(m):
+                    messages.append(USER_INFO.sub("", m))
+    return ProvisionInfo(data, messages)
 
 
 @dataclass
@@ -234,3 +299,100 @@ def copy_playbook_outside_agnosticd(name: str, tmp_path: Path) -> Path:
     dest = plain / name
     shutil.copy(TESTS_DIR / name, dest)
     return dest
+
+
+class TlsProxy:
+    """TLS in front of a loopback server, with a certificate for `host` (and 127.0.0.1)
+    signed by a CA of its own: a route of a cluster, signed by its ingress CA. `ca_pem`
+    is that CA, as openshift-config-managed/default-ingress-cert holds it."""
+
+    def __init__(self, upstream_port: int, host: str):
+        import datetime
+        import ipaddress
+        import ssl
+        import tempfile
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ingress-operator@test")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                           content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                           key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(host),
+                                                            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM).decode()
+        self._dir = tempfile.TemporaryDirectory()
+        cert_file, key_file = Path(self._dir.name, "tls.crt"), Path(self._dir.name, "tls.key")
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(cert_file, key_file)
+        self._upstream = upstream_port
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.handshake_failures = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        import threading
+        while not self._stop:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        import ssl
+        import threading
+        try:
+            tls = self._ctx.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.handshake_failures += 1
+            conn.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self._upstream))
+
+        def pipe(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(upstream, tls), daemon=True).start()
+        pipe(tls, upstream)
+
+    def stop(self):
+        self._stop = True
+        self._listener.close()
+        self._dir.cleanup()

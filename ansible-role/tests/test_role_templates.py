@@ -155,7 +155,8 @@ def test_the_security_context_matches_job_templates(rendered):
 def test_the_job_runs_once_within_its_deadlines(rendered):
     _, overrides, docs = rendered
     job = docs["job.yaml"]
-    timeout = overrides.get("ocp4_workload_litemaas_benchmark_timeout_seconds", 1800)
+    # Unset, the timeout comes from the workload: (ceil(20 x 10 / 4) + 20 warm-up) x 30 s.
+    timeout = overrides.get("ocp4_workload_litemaas_benchmark_timeout_seconds", (50 + 20) * 30)
     ttl = overrides.get("ocp4_workload_litemaas_benchmark_ttl_seconds_after_finished", 86400)
     assert job["spec"]["backoffLimit"] == 0
     assert pod(docs)["restartPolicy"] == "Never"
@@ -170,7 +171,7 @@ def test_the_objects_are_wired_together(rendered):
     _, overrides, docs = rendered
     job, config, secret, ca = (docs[n] for n in ("job.yaml", "configmap.yaml", "secret.yaml", "ca-configmap.yaml"))
     namespace = overrides.get("ocp4_workload_litemaas_benchmark_namespace", overrides.get("guid", "test-guid"))
-    name = overrides.get("ocp4_workload_litemaas_benchmark_job_name", "turnbench")
+    name = overrides.get("ocp4_workload_litemaas_benchmark_job_name", "litemaas-benchmark")
     for doc in (job, config, secret, ca):
         assert doc["metadata"]["namespace"] == namespace
         assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "turnbench"
@@ -300,7 +301,7 @@ def test_the_report_server_serves_the_results_configmap(rendered):
 def test_the_report_objects_are_wired_together(rendered):
     _, overrides, docs = rendered
     namespace = overrides.get("ocp4_workload_litemaas_benchmark_namespace", overrides.get("guid", "test-guid"))
-    name = overrides.get("ocp4_workload_litemaas_benchmark_job_name", "turnbench")
+    name = overrides.get("ocp4_workload_litemaas_benchmark_job_name", "litemaas-benchmark")
     deployment, service, route, results = (docs[n] for n in (
         "report-deployment.yaml", "report-service.yaml", "report-route.yaml", "results-configmap.yaml"))
     for doc in (deployment, service, route, results):
@@ -369,3 +370,68 @@ def test_the_job_prints_its_results_only_for_the_report(rendered, tmp_path):
     off = render_templates(tmp_path, {**overrides, "ocp4_workload_litemaas_benchmark_publish_report": False})
     assert "TURNBENCH_PRINT_RESULTS" not in off["configmap.yaml"]["data"]
     kubernetes_validate.validate(off["configmap.yaml"], K8S_VERSIONS[-1], strict=True)
+
+
+def test_the_objects_carry_the_litemaas_roles_labels(rendered):
+    """Besides ours, the LiteMaaS role's labels: app=<job> (its documented commands select
+    on app=litemaas-benchmark), guid and workload, on the Job, its pods, the Secret and the
+    ConfigMaps; the report's objects say app=<job>-report, so app=<job> is the benchmark."""
+    _, overrides, docs = rendered
+    name = overrides.get("ocp4_workload_litemaas_benchmark_job_name", "litemaas-benchmark")
+    guid = overrides.get("guid", "test-guid")
+    seed = {"app": name, "guid": guid, "workload": "ocp4_workload_litemaas_benchmark"}
+    job = docs["job.yaml"]
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"],
+                   docs["secret.yaml"]["metadata"]["labels"], docs["configmap.yaml"]["metadata"]["labels"],
+                   docs["ca-configmap.yaml"]["metadata"]["labels"]):
+        assert seed.items() <= labels.items(), labels
+    for doc in ("report-deployment.yaml", "report-service.yaml", "report-route.yaml", "results-configmap.yaml"):
+        labels = docs[doc]["metadata"]["labels"]
+        assert labels["app"] == f"{name}-report" and labels["guid"] == guid, (doc, labels)
+    # The report's pods are not the benchmark's: `oc logs -l app=<job>` shows turnbench's log only.
+    assert "app" not in docs["report-deployment.yaml"]["spec"]["template"]["metadata"]["labels"]
+
+
+def test_without_a_guid_the_label_is_left_out(tmp_path):
+    docs = render_templates(tmp_path, {**CASES["defaults"], "guid": "",
+                                       "ocp4_workload_litemaas_benchmark_namespace": "bench"})
+    labels = docs["job.yaml"]["metadata"]["labels"]
+    assert "guid" not in labels and labels["app"] == "litemaas-benchmark"
+    kubernetes_validate.validate(docs["job.yaml"], K8S_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("workload, expected", [
+    ({}, 2100),
+    # The LiteMaaS role's "100 expected attendees": ceil(100 x 10 / 4) + 20 warm-up.
+    ({"ocp4_workload_litemaas_benchmark_conversations": 100}, (250 + 20) * 30),
+    # Fewer conversations than parallel: they set the pace, one turn in flight each
+    # (200 requests / 8 would be 25 rounds, under the floor; 2 at a time are 100).
+    ({"ocp4_workload_litemaas_benchmark_conversations": 2, "ocp4_workload_litemaas_benchmark_parallel_workers": 8,
+      "ocp4_workload_litemaas_benchmark_turns": 100}, (100 + 20) * 30),
+    ({"ocp4_workload_litemaas_benchmark_conversations": 2, "ocp4_workload_litemaas_benchmark_parallel_workers": 8,
+      "ocp4_workload_litemaas_benchmark_turns": 100, "ocp4_workload_litemaas_benchmark_request_allowance_seconds": 60},
+     (100 + 20) * 60),
+    # The floor, and an explicit timeout.
+    ({"ocp4_workload_litemaas_benchmark_conversations": 1, "ocp4_workload_litemaas_benchmark_turns": 1}, 1800),
+    ({"ocp4_workload_litemaas_benchmark_timeout_seconds": 600, "ocp4_workload_litemaas_benchmark_conversations": 100},
+     600),
+    # The LiteMaaS role's catalog parameters are the defaults.
+    ({"benchmark_conversations_count": 100, "benchmark_turns_count": 10, "benchmark_parallel": 5}, (200 + 20) * 30),
+])
+def test_the_timeout_follows_the_workload_unless_set(tmp_path, workload, expected):
+    docs = render_templates(tmp_path, {**CASES["defaults"], **workload})
+    assert docs["job.yaml"]["spec"]["activeDeadlineSeconds"] == expected
+    assert docs["job.yaml"]["spec"]["template"]["spec"]["activeDeadlineSeconds"] == expected - 60
+
+
+def test_the_litemaas_roles_catalog_parameters_are_the_defaults(tmp_path):
+    docs = render_templates(tmp_path, {**CASES["defaults"], "benchmark_conversations_count": 50,
+                                       "benchmark_turns_count": 6, "benchmark_parallel": 8,
+                                       "benchmark_max_tokens_count": 300})
+    data = docs["configmap.yaml"]["data"]
+    assert (data["TURNBENCH_CONVERSATIONS"], data["TURNBENCH_TURNS"], data["TURNBENCH_PARALLEL"],
+            data["TURNBENCH_MAX_TOKENS"]) == ("50", "6", "8", "300")
+    # Ours, when set, win.
+    docs = render_templates(tmp_path, {**CASES["defaults"], "benchmark_conversations_count": 50,
+                                       "ocp4_workload_litemaas_benchmark_conversations": 7})
+    assert docs["configmap.yaml"]["data"]["TURNBENCH_CONVERSATIONS"] == "7"

@@ -123,6 +123,7 @@ pub const DATA_KEYS: &[&str] = &[
     "failed_requests",
     "requests_per_second",
     "p95_threshold_ms",
+    "p95_threshold",
     "speedup_threshold",
     "model",
     "seed",

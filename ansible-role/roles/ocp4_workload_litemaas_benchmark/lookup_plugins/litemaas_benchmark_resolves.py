@@ -1,0 +1,1 @@
+../../../plugins/lookup/litemaas_benchmark_resolves.py
