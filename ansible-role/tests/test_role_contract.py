@@ -107,7 +107,8 @@ def test_a_finished_run_reaches_agnosticd_user_info_unchanged(sim_log, tmp_path)
     assert rec["user"] is None and rec["body"] is None
     assert rec["msg_is_str"] and rec["data_is_dict"] and rec["data_values_are_str"]
     # The binary's side of the contract: the keys and a few values.
-    assert set(block["data"]) == {f"litemaas_benchmark_{k}" for k in DATA_KEYS}
+    # The documented keys, at least: turnbench adds more (salt, warnings, server figures).
+    assert {f"litemaas_benchmark_{k}" for k in DATA_KEYS} <= set(block["data"])
     assert block["data"]["litemaas_benchmark_seed"] == "7"
     assert block["data"]["litemaas_benchmark_total_requests"] == "6"
     # The LiteMaaS role's name of the threshold, beside ours.

@@ -162,7 +162,7 @@ def test_provision_runs_the_job_and_reports_then_destroy_cleans_up(tmp_path, clu
     served = cluster.served(GUID, f"{JOB}-report")
     html = fetch(served)
     assert all(f'id="{c}"' in html for c in REPORT_CHART_IDS)
-    assert json.loads(fetch(served + "results.json"))["seed"] == 11
+    assert json.loads(fetch(served + "results.json"))["run"]["meta"]["seed"] == 11
 
     # User info: where it runs, saved first; then the card and the data, unchanged.
     block = cut_block(log)["agnosticd_user_info"]
@@ -191,7 +191,7 @@ def test_provision_runs_the_job_and_reports_then_destroy_cleans_up(tmp_path, clu
     assert len(component_pods(cluster, GUID, "benchmark")) == 1
     assert [r["data"]["litemaas_benchmark_seed"] for r in agd.reports()] == ["11", "12"]
     assert cluster.served(GUID, f"{JOB}-report") == served
-    assert json.loads(fetch(served + "results.json"))["seed"] == 12
+    assert json.loads(fetch(served + "results.json"))["run"]["meta"]["seed"] == 12
     server = cluster.server_process(GUID, f"{JOB}-report")
 
     # Kubernetes deletes a finished Job after ttlSecondsAfterFinished; the garbage

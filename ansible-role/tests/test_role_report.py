@@ -132,7 +132,8 @@ def test_the_role_cuts_the_results_block_and_adds_the_report_url(results_log, tm
     expected = results_log[results_log.rindex(RESULTS_BEGIN):]
     assert block == expected[:expected.index(RESULTS_END) + len(RESULTS_END)] + "\n"
     results = decode(block)
-    assert results["seed"] == 5 and results["settings"]["print_results"] is True
+    meta = results["run"]["meta"]
+    assert meta["seed"] == 5 and meta["settings"]["print_results"] is True
     assert len(results["requests"]["rows"]) == 9
     # The user data: the block's data plus <prefix>_report_url; the message plus a last line.
     info = cut_block(results_log)["agnosticd_user_info"]
