@@ -315,7 +315,7 @@ def test_a_refused_key_is_reported_and_fails_the_play_only_with_fail_on_error(tm
     assert BASE_DATA.items() <= data.items()
     # The report of a failed run is published too: its errors are worth seeing.
     served = cluster.served(GUID, f"{JOB}-report")
-    assert json.loads(fetch(served + "results.json"))["endpoint_unusable"]
+    assert json.loads(fetch(served + "results.json"))["run"]["endpoint_unusable"]
     # After a failure everything stays for troubleshooting, whatever keep_job says.
     assert cluster.get("batch/v1", "jobs", GUID, JOB)["status"]["failed"] == 1
     assert len(component_pods(cluster, GUID, "benchmark")) == 1

@@ -372,8 +372,8 @@ def test_the_logs_merge_into_one_report_of_the_whole_plan(pods, tmp_path):
     assert re.match(r"(PASS|WARN|FAIL) ", data["litemaas_benchmark_status"])
     assert data["litemaas_benchmark_seed"] == pods.env["TURNBENCH_SEED"]
     assert data["litemaas_benchmark_salt"] == pods.start
-    assert f"Shards: {pods.n} of {pods.n} ({', '.join(map(str, range(pods.n)))})" in info["msg"]
-    assert f"Completed conversations: {conversations}/{conversations}" in info["msg"]
+    assert f"Shards: {pods.n} of {pods.n} ({', '.join(map(str, range(pods.n)))})" in r.stdout
+    assert f"Completed conversations: {conversations}/{conversations}" in r.stdout
     # The union of the shards is the plan: every conversation, every turn, once.
     with open(out / "requests.csv") as f:
         rows = list(csv.DictReader(f))
@@ -402,7 +402,7 @@ def test_a_missing_shard_is_a_partial_report(pods):
     assert f"1 of {pods.n} shards are missing" in r.stderr
     info = user_info(r.stdout)
     assert int(info["data"]["litemaas_benchmark_total_requests"]) == total(pods.text[0]) + total(pods.text[2])
-    assert f"Shards: 2 of {pods.n} (0, 2)" in info["msg"]
+    assert f"Shards: 2 of {pods.n} (0, 2)" in r.stdout
     assert f"PARTIAL RESULTS: 2 of {pods.n} shards merged (1 missing)" in info["msg"]
 
 
