@@ -105,7 +105,8 @@ impl Shared {
             .lock()
             .expect("cache lock")
             .lookup_insert(prompt.as_bytes());
-        // Tokens are characters / 4: count the characters of the cached bytes.
+        // Tokens are characters / 4: count the characters of the cached bytes, not the
+        // bytes, or prose in accented languages would look more cached than it is.
         let hit_chars = prompt.as_bytes()[..hit_blocks * BLOCK_BYTES]
             .iter()
             .filter(|b| (**b & 0xC0) != 0x80)
@@ -458,22 +459,13 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     }
     let prompt = render(&req.messages);
     let prompt_tokens = (prompt.chars().count().div_ceil(CHARS_PER_TOKEN)) as u64;
-    let hit_blocks = s
-        .cache
-        .lock()
-        .expect("cache lock")
-        .lookup_insert(prompt.as_bytes());
-    // Tokens are characters / 4; count the characters of the cached bytes, not the
-    // bytes, or prose in accented languages would look more cached than it is.
-    let hit_chars = prompt.as_bytes()[..hit_blocks * BLOCK_BYTES]
-        .iter()
-        .filter(|b| (**b & 0xC0) != 0x80)
-        .count();
-    let cached_tokens = ((hit_chars / CHARS_PER_TOKEN) as u64).min(prompt_tokens);
+    let cached_tokens = s.cached_tokens(&prompt, prompt_tokens);
     let uncached = prompt_tokens - cached_tokens;
-    let base = Duration::from_secs_f64(s.cfg.base_ttft_ms / 1000.0);
-    let own_prefill =
-        Duration::from_secs_f64(uncached as f64 * s.cfg.prefill_us_per_token / 1_000_000.0);
+    let tools::Prefill {
+        base,
+        own: own_prefill,
+        ..
+    } = s.prefill(uncached);
     let limit = req
         .max_completion_tokens
         .or(req.max_tokens)
