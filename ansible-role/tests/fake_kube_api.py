@@ -5,9 +5,20 @@ routes; get, list (label selectors), create, merge-patch, delete.
 
 A Job that is created is "run" the way a kubelet would run its pod: the container's
 environment is built from envFrom ConfigMaps, literal values and secretKeyRefs, an
-emptyDir mount becomes a temporary directory, and the real turnbench binary runs with
-the container's args. Its merged stdout/stderr is the pod's log; its exit code sets
-the pod's and the Job's status (backoffLimit 0: one failure fails the Job).
+emptyDir mount becomes a temporary directory, a configMap or projected volume one
+holding the ConfigMaps' keys (or their `items`) as files, and the real turnbench binary
+runs with the container's args (paths under a mount rewritten to its directory). Its
+merged stdout/stderr is the pod's log; its exit code sets the pod's phase, and the
+Job's status follows from its pods as the Job controller derives it. An Indexed Job
+(completionMode Indexed) gets one pod per index, up to `parallelism` at once, each with
+the annotation and label batch.kubernetes.io/job-completion-index and
+JOB_COMPLETION_INDEX in its environment; with backoffLimitPerIndex a failed index is
+listed in failedIndexes and the Job fails (FailedIndexes) once every index has ended,
+without it the Job fails when more pods failed than backoffLimit (BackoffLimitExceeded)
+and its running pods are deleted. Pods are never retried (the role's Jobs allow none).
+Deleting a running pod stops its process with SIGTERM, as the kubelet does. The API
+server is Kubernetes 1.`kubernetes_minor` (31 unless told): below 29 it drops
+backoffLimitPerIndex, as an API server whose JobBackoffLimitPerIndex feature is off does.
 
 A Deployment that is created gets one pod, "run" the same way as a server: its
 configMap volumes become temporary directories holding the ConfigMap's keys as files
@@ -20,7 +31,8 @@ its namespace) stops it. A Route gets the host that OpenShift would make,
 plain Kubernetes has none. Objects beyond the API server's size limits (annotations,
 ConfigMap data) are refused as they would be.
 
-Like the garbage collector, deleting a Job deletes what its uid owns (ownerReferences).
+Like the garbage collector, deleting an object deletes what its uid owns (ownerReferences),
+and what those own in turn. Label selectors may be equality- or set-based.
 On OpenShift the cluster Ingress config holds the apps domain. For the tests of what
 the role does when the cluster misbehaves: `faults[(method, plural)] = (code, message)`
 answers such requests with that error; `slow_deletes[plural] = seconds` keeps a deleted
@@ -91,8 +103,9 @@ def _merge(base, patch):
 
 
 def _invalid(obj: dict) -> str:
-    """The API server's size limits that the role must respect: annotations 256 KiB in
-    all, a ConfigMap's data 1 MiB."""
+    """What the API server refuses that the role must avoid: annotations over 256 KiB in
+    all, a ConfigMap's data over 1 MiB, an Indexed Job without completions and
+    backoffLimitPerIndex on a Job that is not Indexed."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     if sum(len(k) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
         return "metadata.annotations: Too long: must have at most 262144 bytes"
@@ -100,13 +113,42 @@ def _invalid(obj: dict) -> str:
         data = obj.get("data") or {}
         if sum(len(k) + len(str(v).encode()) for k, v in data.items()) > 1024 * 1024:
             return "data: Too long: must have at most 1048576 bytes"
+    if obj.get("kind") == "Job":
+        spec = obj.get("spec") or {}
+        indexed = spec.get("completionMode") == "Indexed"
+        if indexed and spec.get("completions") is None:
+            return "spec.completions: Required value: when completion mode is Indexed"
+        if spec.get("backoffLimitPerIndex") is not None and not indexed:
+            return "spec.backoffLimitPerIndex: Invalid value: requires indexed completion mode"
     return ""
+
+
+def _selector_terms(selector: str) -> list[str]:
+    """The terms of a label selector: commas inside "in (a,b)" do not split."""
+    terms, depth, current = [], 0, ""
+    for ch in selector:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            terms.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    terms.append(current.strip())
+    return [t for t in terms if t]
 
 
 def _matches(obj: dict, selector: str) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
+    for term in _selector_terms(selector):
+        in_set = re.fullmatch(r"(\S+)\s+(in|notin)\s+\((.*)\)", term)
+        if in_set:
+            key, op, values = in_set[1], in_set[2], {v.strip() for v in in_set[3].split(",")}
+            if (labels.get(key) in values) != (op == "in"):
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif "!=" in term:
             k, v = term.split("!=", 1)
             if labels.get(k) == v:
                 return False
@@ -120,8 +162,9 @@ def _matches(obj: dict, selector: str) -> bool:
 
 
 class FakeKubeAPI:
-    def __init__(self, turnbench_bin: Path, workdir: Path, openshift: bool = True):
+    def __init__(self, turnbench_bin: Path, workdir: Path, openshift: bool = True, kubernetes_minor: int = 31):
         self.turnbench_bin = Path(turnbench_bin)
+        self.kubernetes_minor = kubernetes_minor
         self.workdir = Path(workdir)
         self.groups = [gv for gv in RESOURCES if openshift or gv not in OPENSHIFT_ONLY]
         # (ns, deployment) -> (process, URL); (ns, configmap) -> directories it is mounted at
@@ -129,6 +172,7 @@ class FakeKubeAPI:
         self.mounts: dict[tuple[str, str], list[Path]] = {}
         self.objects: dict[tuple[str, str, str, str], dict] = {}  # (gv, plural, ns, name)
         self.logs: dict[tuple[str, str], str] = {}  # (ns, pod name) -> log
+        self.processes: dict[tuple[str, str], subprocess.Popen] = {}  # (ns, pod name) -> its container
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.RLock()
         self.clock = itertools.count()
@@ -208,7 +252,7 @@ class FakeKubeAPI:
     def _create(self, gv, plural, ns, obj):
         kind, namespaced = RESOURCES[gv][plural]
         meta = obj.setdefault("metadata", {})
-        invalid = _invalid(obj)
+        invalid = _invalid({**obj, "kind": kind})
         if invalid:
             return 422, _status(422, "Invalid", f'{kind} "{meta.get("name")}" is invalid: {invalid}')
         if not meta.get("name") and meta.get("generateName"):
@@ -233,6 +277,8 @@ class FakeKubeAPI:
             obj.setdefault("spec", {})["host"] = host
             obj["status"] = {"ingress": [{"host": host, "routerName": "default", "wildcardPolicy": "None",
                                           "conditions": [{"type": "Admitted", "status": "True"}]}]}
+        if kind == "Job":
+            self._default_job(obj.setdefault("spec", {}))
         if kind == "Deployment":
             meta["generation"] = 1
             obj["status"] = {"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1}
@@ -245,11 +291,22 @@ class FakeKubeAPI:
             self.runs.append(run)
             run.start()
         if kind == "Job" and (obj.get("spec") or {}).get("template"):
-            obj["status"] = {"active": 1, "startTime": self._now()}
+            obj["status"] = {"active": 0, "startTime": self._now()}
             run = threading.Thread(target=self._run_job, args=(copy.deepcopy(obj),), daemon=True)
             self.runs.append(run)
             run.start()
         return 201, obj
+
+    def _default_job(self, spec: dict) -> None:
+        """What the API server fills in, and drops, on a Job it stores."""
+        if self.kubernetes_minor < 29:
+            spec.pop("backoffLimitPerIndex", None)
+        spec.setdefault("completionMode", "NonIndexed")
+        spec.setdefault("parallelism", 1)
+        if spec["completionMode"] == "NonIndexed" and spec["parallelism"] == 1:
+            spec.setdefault("completions", 1)
+        spec.setdefault("backoffLimit", 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6)
+        spec.setdefault("suspend", False)
 
     def _delete(self, gv, plural, ns, name):
         key = (gv, plural, ns, name)
@@ -264,20 +321,20 @@ class FakeKubeAPI:
         obj = self.objects.pop(key, None)
         if obj is None:
             return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
-        if plural == "jobs":
-            for k, o in list(self.objects.items()):
-                refs = o.get("metadata", {}).get("ownerReferences") or []
-                if k[2] == ns and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
-                    del self.objects[k]
+        if plural == "pods":
+            self._stop_container(ns, name)
         if plural == "deployments":
             self._stop_server(ns, name)
-            for k, o in list(self.objects.items()):
-                refs = o.get("metadata", {}).get("ownerReferences") or []
-                if k[1] == "pods" and k[2] == ns and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
-                    del self.objects[k]
+        # The garbage collector: what this owned goes, and what that owned.
+        for k, o in list(self.objects.items()):
+            refs = o.get("metadata", {}).get("ownerReferences") or []
+            if k[2] == ns and k in self.objects and any(r.get("uid") == obj["metadata"]["uid"] for r in refs):
+                self._delete(*k)
         if plural == "namespaces":
             for k in [k for k in self.objects if k[2] == name]:
                 del self.objects[k]
+                if k[1] == "pods":
+                    self._stop_container(name, k[3])
             for server_ns, deployment in list(self.servers):
                 if server_ns == name:
                     self._stop_server(server_ns, deployment)
@@ -300,7 +357,8 @@ class FakeKubeAPI:
             if method == fault_method and f"/{plural}" in path:
                 return code, _status(code, "InternalError" if code >= 500 else "Forbidden", message)
         if path == "/version":
-            return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64"}
+            return 200, {"major": "1", "minor": str(self.kubernetes_minor),
+                         "gitVersion": f"v1.{self.kubernetes_minor}.0", "platform": "linux/amd64"}
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":
@@ -380,21 +438,50 @@ class FakeKubeAPI:
 
     # --- the kubelet ------------------------------------------------------------
     def _run_job(self, job: dict) -> None:
+        """The Job controller and the kubelet: one pod (NonIndexed), or one per index,
+        `parallelism` at a time (Indexed)."""
+        spec = job["spec"]
+        if spec.get("completionMode") != "Indexed":
+            self._run_pod(job, None)
+            return
+        slots = threading.Semaphore(max(int(spec.get("parallelism", 1)), 1))
+
+        def one(index):
+            with slots:
+                self._run_pod(job, index)
+
+        pods = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(int(spec["completions"]))]
+        for pod in pods:
+            pod.start()
+        for pod in pods:
+            pod.join()
+
+    def _run_pod(self, job: dict, index: int | None) -> None:
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         template = job["spec"]["template"]
         spec = template["spec"]
         container = spec["containers"][0]
-        pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
+        with self.lock:
+            live_job = self.objects.get(("batch/v1", "jobs", ns, name))
+            if live_job is None or live_job["metadata"]["uid"] != job["metadata"]["uid"] or \
+                    any(c.get("type") == "Failed" for c in (live_job.get("status") or {}).get("conditions", [])):
+                return  # deleted, or failed: the controller creates no more pods
+        pod_name = f"{name}-{uuid.uuid4().hex[:5]}" if index is None else f"{name}-{index}-{uuid.uuid4().hex[:5]}"
         labels = dict(template.get("metadata", {}).get("labels") or {})
         labels.update({"job-name": name, "batch.kubernetes.io/job-name": name,
                        "controller-uid": job["metadata"]["uid"]})
-        pod = {"metadata": {"name": pod_name, "labels": labels, "ownerReferences": [
+        annotations = dict(template.get("metadata", {}).get("annotations") or {})
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
+            annotations["batch.kubernetes.io/job-completion-index"] = str(index)
+        pod = {"metadata": {"name": pod_name, "labels": labels, "annotations": annotations, "ownerReferences": [
             {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"],
              "controller": True}]}, "spec": copy.deepcopy(spec),
                "status": {"phase": "Running", "containerStatuses": [
                    {"name": container["name"], "ready": True, "restartCount": 0, "state": {"running": {}}}]}}
         with self.lock:
             self._create("v1", "pods", ns, pod)
+            self._update_job(ns, name)
         if "does-not-exist" in str(container.get("image", "")):
             with self.lock:
                 live = self.objects.get(("v1", "pods", ns, pod_name))
@@ -404,25 +491,74 @@ class FakeKubeAPI:
                          "state": {"waiting": {"reason": "ImagePullBackOff",
                                                "message": f'Back-off pulling image "{container["image"]}"'}}}]}
             return
-        env, error = self._container_env(ns, spec, container)
+        env, args, error = self._container_env(ns, spec, container)
         if error:
             self._finish(ns, name, pod_name, None, error)
             return
+        if index is not None:
+            env["JOB_COMPLETION_INDEX"] = str(index)
         if self.routes_to_loopback and env.get("TURNBENCH_URL"):
             route = urlparse(env["TURNBENCH_URL"])
             if route.hostname and route.hostname.endswith("." + APPS_DOMAIN):
                 env["TURNBENCH_URL"] = route._replace(netloc=f"127.0.0.1:{route.port or 443}").geturl()
-        proc = subprocess.run([str(self.turnbench_bin), *container.get("args", [])], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-        self._finish(ns, name, pod_name, proc.returncode, proc.stdout)
+        with self.lock:
+            if ("v1", "pods", ns, pod_name) not in self.objects:
+                return  # deleted before its container started
+            proc = subprocess.Popen([str(self.turnbench_bin), *args], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.processes[(ns, pod_name)] = proc
+        try:
+            log, _ = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            log, _ = proc.communicate()
+        with self.lock:
+            self.processes.pop((ns, pod_name), None)
+        self._finish(ns, name, pod_name, proc.returncode, log)
+
+    def _stop_container(self, ns: str, pod_name: str) -> None:
+        """SIGTERM to a deleted pod's container, as the kubelet sends it."""
+        proc = self.processes.get((ns, pod_name))
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
+    def _mount(self, ns: str, volume: dict) -> tuple[str | None, str | None]:
+        """A volume as a local directory: (path, None), (None, why it cannot be mounted),
+        or (None, None) for a kind not modelled."""
+        if "emptyDir" in volume:
+            return tempfile.mkdtemp(prefix="emptydir-", dir=self.workdir), None
+        if "configMap" in volume:
+            sources = [volume["configMap"]]
+        elif "projected" in volume:
+            sources = [s["configMap"] for s in volume["projected"].get("sources", []) if "configMap" in s]
+        else:
+            return None, None
+        files = {}
+        with self.lock:
+            for source in sources:
+                cm = self.objects.get(("v1", "configmaps", ns, source["name"]))
+                if cm is None:
+                    return None, f'configmap "{source["name"]}" not found'
+                data = cm.get("data") or {}
+                for item in source.get("items") or [{"key": k, "path": k} for k in data]:
+                    if item["key"] not in data:
+                        return None, f'configmap "{source["name"]}" has no key "{item["key"]}"'
+                    files[item["path"]] = data[item["key"]]
+        local = tempfile.mkdtemp(prefix="configmap-", dir=self.workdir)
+        for path, value in files.items():
+            Path(local, path).write_text(value)
+        return local, None
 
     def _container_env(self, ns, spec, container):
+        """The container's environment and args, with the paths of its mounts made
+        local; or the reason it cannot start."""
         env: dict[str, str] = {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir)}
+        args = [str(a) for a in container.get("args", [])]
         with self.lock:
             for source in container.get("envFrom", []):
                 cm = self.objects.get(("v1", "configmaps", ns, source["configMapRef"]["name"]))
                 if cm is None:
-                    return None, f'configmap "{source["configMapRef"]["name"]}" not found'
+                    return None, None, f'configmap "{source["configMapRef"]["name"]}" not found'
                 env.update(cm.get("data") or {})
             for var in container.get("env", []):
                 if "value" in var:
@@ -431,27 +567,21 @@ class FakeKubeAPI:
                 ref = var["valueFrom"]["secretKeyRef"]
                 secret = self.objects.get(("v1", "secrets", ns, ref["name"]))
                 if secret is None or ref["key"] not in (secret.get("data") or {}):
-                    return None, f'secret "{ref["name"]}" not found'
+                    return None, None, f'secret "{ref["name"]}" not found'
                 env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for mount in container.get("volumeMounts", []):
-            volume = volumes[mount["name"]]
-            if "emptyDir" in volume:
-                local = tempfile.mkdtemp(prefix="emptydir-", dir=self.workdir)
-            elif "configMap" in volume:
-                with self.lock:
-                    cm = self.objects.get(("v1", "configmaps", ns, volume["configMap"]["name"]))
-                if cm is None:
-                    return None, f'configmap "{volume["configMap"]["name"]}" not found'
-                local = tempfile.mkdtemp(prefix="configmap-", dir=self.workdir)
-                for key, value in (cm.get("data") or {}).items():
-                    Path(local, key).write_text(value)
-            else:
+            local, error = self._mount(ns, volumes[mount["name"]])
+            if error:
+                return None, None, error
+            if local is None:
                 continue
+            root = mount["mountPath"]
             for k, v in env.items():
-                if v == mount["mountPath"] or v.startswith(mount["mountPath"] + "/"):
-                    env[k] = local + v[len(mount["mountPath"]):]
-        return env, None
+                if v == root or v.startswith(root + "/"):
+                    env[k] = local + v[len(root):]
+            args = [local + a[len(root):] if a == root or a.startswith(root + "/") else a for a in args]
+        return env, args, None
 
     def _sync_mounts(self, ns: str, configmap: str) -> None:
         """Write a ConfigMap's keys as files into every directory it is mounted at
@@ -545,17 +675,63 @@ class FakeKubeAPI:
                         {"name": "turnbench", "ready": False, "restartCount": 0,
                          "state": {"terminated": {"exitCode": code,
                                                   "reason": "Completed" if code == 0 else "Error"}}}]}
-            job = self.objects.get(("batch/v1", "jobs", ns, job_name))
-            if job is None or code is None:
-                return
-            now = self._now()
-            if code == 0:
-                job["status"] = {"succeeded": 1, "startTime": job["status"]["startTime"], "completionTime": now,
-                                 "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
-            else:
-                job["status"] = {"failed": 1, "startTime": job["status"]["startTime"], "conditions": [
-                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                     "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}]}
+            if code is not None:
+                self._update_job(ns, job_name)
+
+    def _update_job(self, ns: str, job_name: str) -> None:
+        """The Job's status as the Job controller derives it from its pods."""
+        job = self.objects.get(("batch/v1", "jobs", ns, job_name))
+        if job is None or "status" not in job:
+            return
+        spec, status = job["spec"], job["status"]
+        if any(c.get("type") in ("Complete", "Failed") for c in status.get("conditions", [])):
+            return
+        pods = [o for (g, p, n, _), o in self.objects.items() if g == "v1" and p == "pods" and n == ns
+                and any(r.get("uid") == job["metadata"]["uid"] for r in o["metadata"].get("ownerReferences") or [])]
+        phase = {o["metadata"]["name"]: o["status"].get("phase") for o in pods}
+        index = {o["metadata"]["name"]: (o["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index")
+                 for o in pods}
+        succeeded = [n for n, ph in phase.items() if ph == "Succeeded"]
+        failed = [n for n, ph in phase.items() if ph == "Failed"]
+        now = self._now()
+        new = {"startTime": status["startTime"], "active": len(phase) - len(succeeded) - len(failed)}
+        if succeeded:
+            new["succeeded"] = len(succeeded)
+        if failed:
+            new["failed"] = len(failed)
+        indexed = spec.get("completionMode") == "Indexed"
+        if indexed:
+            def ranges(names):
+                nums = sorted({int(index[n]) for n in names})
+                out, i = [], 0
+                while i < len(nums):
+                    j = i
+                    while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+                        j += 1
+                    out.append(str(nums[i]) if i == j else f"{nums[i]}-{nums[j]}")
+                    i = j + 1
+                return ",".join(out)
+            if succeeded:
+                new["completedIndexes"] = ranges(succeeded)
+            if failed and spec.get("backoffLimitPerIndex") is not None:
+                new["failedIndexes"] = ranges(failed)
+        completions = int(spec.get("completions") or 1)
+        per_index = indexed and spec.get("backoffLimitPerIndex") is not None
+        if len(succeeded) >= completions:
+            new.update(active=0, completionTime=now,
+                       conditions=[{"type": "Complete", "status": "True", "lastTransitionTime": now}])
+        elif per_index and failed and len(succeeded) + len(failed) >= completions:
+            new.update(conditions=[{"type": "Failed", "status": "True", "reason": "FailedIndexes",
+                                    "message": "Job has failed indexes", "lastTransitionTime": now}])
+        elif not per_index and len(failed) > int(spec.get("backoffLimit", 6)):
+            new.update(active=0, conditions=[
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}])
+            # The controller deletes the pods still running (SIGTERM, and their logs go).
+            for n, ph in phase.items():
+                if ph not in ("Succeeded", "Failed"):
+                    self._delete("v1", "pods", ns, n)
+        job["status"] = new
 
     def _handler(self):
         api = self
