@@ -274,7 +274,8 @@ class Simulator:
 
 def render_templates(tmp_path: Path, overrides: dict) -> dict[str, dict]:
     """The role's templates rendered by Ansible with the role's defaults plus
-    `overrides`, parsed: {'job.yaml': {...}, ...}."""
+    `overrides`, parsed: {'job.yaml': {...}, ...}; 'shards-configmaps.yaml', one
+    ConfigMap per shard, is a list."""
     out = tmp_path / "rendered"
     out.mkdir(exist_ok=True)
     run = run_playbook(TESTS_DIR / "render_templates.yml", tmp_path,
@@ -283,9 +284,13 @@ def render_templates(tmp_path: Path, overrides: dict) -> dict[str, dict]:
     docs = {}
     rendered = json.loads((out / "rendered.json").read_text())
     assert set(rendered) == {"job.yaml", "configmap.yaml", "secret.yaml", "ca-configmap.yaml", "results-configmap.yaml",
-                             "report-deployment.yaml", "report-service.yaml", "report-route.yaml"}
+                             "report-deployment.yaml", "report-service.yaml", "report-route.yaml", "merge-job.yaml",
+                             "shards-configmaps.yaml"}
     for name, text in rendered.items():
         loaded = [d for d in yaml.safe_load_all(text) if d is not None]
+        if name == "shards-configmaps.yaml":
+            docs[name] = loaded
+            continue
         assert len(loaded) == 1, f"{name} renders to {len(loaded)} documents"
         docs[name] = loaded[0]
     return docs

@@ -194,3 +194,35 @@ def test_other_actions_have_nothing_to_do(tmp_path):
     assert run.rc == 0, run.stdout[-3000:]
     assert "nothing to do for ACTION 'status'" in run.task("Say that this action has nothing to do")["msg"]
     assert not run.ran("Run the LiteMaaS benchmark") and not run.ran("Remove the LiteMaaS benchmark")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"ocp4_workload_litemaas_benchmark_pods": 0},
+     "ocp4_workload_litemaas_benchmark_pods must be a whole number of at least 1 (got 0)"),
+    ({"ocp4_workload_litemaas_benchmark_pods": "three"},
+     "ocp4_workload_litemaas_benchmark_pods must be a whole number of at least 1 (got three)"),
+    ({"ocp4_workload_litemaas_benchmark_pods": 2.5},
+     "ocp4_workload_litemaas_benchmark_pods must be a whole number of at least 1 (got 2.5)"),
+    ({"ocp4_workload_litemaas_benchmark_mode": "sweep"},
+     "ocp4_workload_litemaas_benchmark_mode must be run or capacity (got sweep)"),
+    ({"ocp4_workload_litemaas_benchmark_mode": "capacity", "ocp4_workload_litemaas_benchmark_max_users": 0},
+     "ocp4_workload_litemaas_benchmark_max_users must be a whole number of at least 1 (got 0)"),
+    ({"ocp4_workload_litemaas_benchmark_start_delay_seconds": -5},
+     "ocp4_workload_litemaas_benchmark_start_delay_seconds must be a whole number of seconds (got -5)"),
+    ({"ocp4_workload_litemaas_benchmark_mode": "capacity", "ocp4_workload_litemaas_benchmark_pods": 3},
+     "mode capacity runs in one pod, and pods is 3: turnbench capacity cannot be split into shards"),
+])
+def test_bad_mode_pods_and_capacity_settings_are_refused_before_any_kubernetes_call(tmp_path, settings, message):
+    run = apply_role(tmp_path, {"ocp4_workload_litemaas_benchmark_url": URL,
+                                "ocp4_workload_litemaas_benchmark_key": DUMMY_KEY, **settings})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert first_failed(run).endswith("Check the mode, the pods and the capacity settings")
+    assert not run.ran(FIRST_WORKLOAD_K8S_TASK)
+    (failure,) = user_info(tmp_path)
+    assert message in failure["data"]["litemaas_benchmark_error"], failure["data"]["litemaas_benchmark_error"]
+    assert failure["data"]["litemaas_benchmark_status"] == "FAIL ✗"
+    # Only what is wrong is named.
+    assert failure["data"]["litemaas_benchmark_error"].count(" must be ") + \
+        failure["data"]["litemaas_benchmark_error"].count("cannot be split") == 1
+    if settings.get("ocp4_workload_litemaas_benchmark_mode") == "capacity":
+        assert failure["data"]["litemaas_benchmark_max_users"] == "N/A", "capacity's keys render too"

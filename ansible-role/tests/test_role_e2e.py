@@ -7,7 +7,9 @@ really happens."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import re
 import urllib.parse
 import urllib.request
 
@@ -15,7 +17,7 @@ import pytest
 import yaml
 
 from role_support import (DUMMY_KEY, REPORT_CHART_IDS, RESULTS_BEGIN, RESULTS_END, TESTS_DIR, Simulator, TlsProxy,
-                          cut_block, run_playbook, turnbench_bin)
+                          cut_block, run_playbook, run_turnbench, turnbench_bin)
 from fake_kube_api import APPS_DOMAIN, FakeKubeAPI
 
 GUID = "abc12"
@@ -444,3 +446,194 @@ def test_without_routes_the_results_are_still_reported_and_publish_report_false_
         assert not run.ran("Store the results and start the report server, its Service and Route")
         assert not run.ran("Say that there is no report to publish")
         assert not run.ran("Say what could not be cleaned up"), "no Route API is not an error"
+
+
+# --- pods > 1: an Indexed Job, merged by turnbench -----------------------------------
+
+SHARDED = {"ocp4_workload_litemaas_benchmark_pods": 3, "ocp4_workload_litemaas_benchmark_conversations": 5,
+           "ocp4_workload_litemaas_benchmark_start_delay_seconds": 4}
+
+
+def shard_pods(cluster, ns=GUID):
+    """The Indexed Job's pods by completion index."""
+    pods = component_pods(cluster, ns, "benchmark")
+    return {int(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]): p for p in pods}
+
+
+def turnbench_merge(tmp_path, logs: dict[int, str]) -> str:
+    """What `turnbench merge` makes of these pod logs: the reference for the role's figures."""
+    files = []
+    for index, log in sorted(logs.items()):
+        f = tmp_path / f"reference-pod-{index}.log"
+        f.write_text(log)
+        files.append(str(f))
+    run = run_turnbench(["merge", *files])
+    assert run.rc == 0, run.log
+    return run.log
+
+
+def test_pods_split_the_run_over_an_indexed_job_whose_shards_turnbench_merges(tmp_path, cluster, sim):
+    agd = AgnosticD(tmp_path, cluster, sim.url, DUMMY_KEY)
+    run = agd.run("provision", **SHARDED)
+    assert run.rc == 0, run.stdout[-4000:]
+    assert DUMMY_KEY not in run.stdout + run.stderr
+
+    # One Indexed Job of 3 pods, all at once, no shard retried; each pod its own index.
+    job = cluster.get("batch/v1", "jobs", GUID, JOB)
+    assert {k: job["spec"][k] for k in ("completionMode", "completions", "parallelism", "backoffLimitPerIndex")} == \
+        {"completionMode": "Indexed", "completions": 3, "parallelism": 3, "backoffLimitPerIndex": 0}
+    assert job["status"]["succeeded"] == 3 and job["status"]["completedIndexes"] == "0-2"
+    pods = shard_pods(cluster)
+    assert sorted(pods) == [0, 1, 2]
+    logs = {i: cluster.logs[(GUID, p["metadata"]["name"])] for i, p in pods.items()}
+    # The shards share the shard count, start time, seed and salt through the settings.
+    config = cluster.get("v1", "configmaps", GUID, f"{JOB}-config")["data"]
+    assert config["TURNBENCH_SHARD_COUNT"] == "3" and config["TURNBENCH_PRINT_RESULTS"] == "true"
+    assert config["TURNBENCH_SEED"] == "11" and re.fullmatch(r"[0-9a-f]{12}", config["TURNBENCH_SALT"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", config["TURNBENCH_START_AT"])
+    for i, log in logs.items():
+        shard = cut_block(log)["agnosticd_user_info"]["data"]
+        assert shard["litemaas_benchmark_salt"] == config["TURNBENCH_SALT"], i
+        assert RESULTS_BEGIN in log and RESULTS_END in log, i
+    # Shard i ran the conversations i % 3 == i of 5: 2, 2 and 1 of them, 2 turns each.
+    assert [cut_block(logs[i])["agnosticd_user_info"]["data"]["litemaas_benchmark_total_requests"]
+            for i in range(3)] == ["4", "4", "2"]
+
+    # The merge: a second Job of the same image, its input one ConfigMap per shard (its
+    # results block), all owned by the Indexed Job.
+    owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": JOB, "uid": job["metadata"]["uid"]}]
+    merge = cluster.get("batch/v1", "jobs", GUID, f"{JOB}-merge")
+    assert merge["status"]["succeeded"] == 1 and merge["metadata"]["ownerReferences"] == owner
+    (merge_container,) = merge["spec"]["template"]["spec"]["containers"]
+    assert merge_container["args"] == ["merge", "--print-results"] + [f"/shards/shard-{i}.log" for i in range(3)]
+    assert "env" not in merge_container and "envFrom" not in merge_container, "no key, no settings"
+    for i in range(3):
+        cm = cluster.get("v1", "configmaps", GUID, f"{JOB}-shard-{i}")
+        assert cm["data"] == {"results.log": results_block(logs[i])}
+        assert cm["metadata"]["ownerReferences"] == owner
+    (merge_pod,) = component_pods(cluster, GUID, "merge")
+    merged_log = cluster.logs[(GUID, merge_pod["metadata"]["name"])]
+
+    # Exactly one report: turnbench merge's of the pods' logs, with the report's URL, as a
+    # single run reports its own; its figures are the merge's (10 requests in all).
+    expected = cut_block(turnbench_merge(tmp_path, logs))["agnosticd_user_info"]
+    saved, report = agd.user_info()
+    assert saved["data"] == {**BASE_DATA, "litemaas_benchmark_conversations": "5"}
+    assert report["msg"] == expected["msg"] + "\nReport: " + REPORT_URL
+    assert report["data"] == {**expected["data"], "litemaas_benchmark_report_url": REPORT_URL}
+    assert report["data"]["litemaas_benchmark_total_requests"] == "10"
+    assert cut_block(merged_log)["agnosticd_user_info"] == expected
+    assert "PARTIAL" not in report["msg"]
+    facts = run.task("Sum up the shards and the merge")["ansible_facts"]
+    assert [(s["index"], s["phase"], s["merged"]) for s in facts["ocp4_workload_litemaas_benchmark_shards"]] == \
+        [(0, "Succeeded", True), (1, "Succeeded", True), (2, "Succeeded", True)]
+    # The published report is the merged run's.
+    assert cluster.get("v1", "configmaps", GUID, f"{JOB}-results")["data"] == {"results.log": results_block(merged_log)}
+    served = json.loads(fetch(cluster.served(GUID, f"{JOB}-report") + "results.json"))
+    assert served["stats"]["total_requests"] == 10
+    # The key is in the Secret alone.
+    everything = [o for k, o in cluster.objects.items() if k[:2] != ("v1", "secrets")]
+    assert DUMMY_KEY not in json.dumps(everything) + "".join(cluster.logs.values())
+
+    # Destroy removes all of it: both Jobs, their pods, the Secret and every ConfigMap.
+    run = agd.run("destroy")
+    assert run.rc == 0, run.stdout[-4000:]
+    assert not run.ran("Say what could not be removed")
+    for gv, plural in (("batch/v1", "jobs"), ("v1", "pods"), ("v1", "secrets"), ("v1", "configmaps")):
+        assert names(cluster, gv, plural, GUID) == [], plural
+    for gv, plural, _ in REPORT_OBJECTS:
+        assert names(cluster, gv, plural, GUID) == [], plural
+
+
+def test_a_failed_shard_leaves_it_out_and_the_merged_report_says_partial(tmp_path, cluster, sim):
+    """Shard 1 stops at once (a setting it rejects: exit 2, no results); the others run
+    and merge. One report: the merged card of shards 0 and 2, which says partial, then
+    why the run failed; everything stays for troubleshooting."""
+    original = cluster._run_pod
+
+    def shard_1_rejects_its_settings(job, index):
+        if index == 1:
+            job = copy.deepcopy(job)
+            job["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append(
+                {"name": "TURNBENCH_TURNS", "value": "0"})
+        return original(job, index)
+
+    cluster._run_pod = shard_1_rejects_its_settings
+    agd = AgnosticD(tmp_path, cluster, sim.url, DUMMY_KEY)
+    run = agd.run("provision", **SHARDED, ocp4_workload_litemaas_benchmark_keep_job=False)
+    assert run.rc == 0, run.stdout[-4000:]
+    job = cluster.get("batch/v1", "jobs", GUID, JOB)
+    assert job["status"]["failedIndexes"] == "1" and job["status"]["completedIndexes"] == "0,2"
+    assert job["status"]["conditions"][0]["reason"] == "FailedIndexes"
+    pods = shard_pods(cluster)
+    logs = {i: cluster.logs[(GUID, pods[i]["metadata"]["name"])] for i in (0, 2)}
+    assert names(cluster, "v1", "configmaps", GUID) == sorted(
+        [f"{JOB}-config", f"{JOB}-results", f"{JOB}-shard-0", f"{JOB}-shard-2"])
+
+    expected = cut_block(turnbench_merge(tmp_path, logs))["agnosticd_user_info"]
+    assert "PARTIAL RESULTS: 2 of 3 shards merged (1 missing)" in expected["msg"]
+    (record,) = agd.reports()
+    msg, data = record["msg"], record["data"]
+    assert msg.startswith(expected["msg"] + "\nReport: " + REPORT_URL + "\n")
+    reason = ("2 of 3 shards of the benchmark Job succeeded: shard 1 failed with exit code 2: turnbench rejected its"
+              " configuration")
+    assert reason in data["litemaas_benchmark_error"]
+    assert "(Kubernetes: FailedIndexes; Job has failed indexes" in data["litemaas_benchmark_error"]
+    assert data["litemaas_benchmark_error"].endswith(
+        "the report merged from shards 0, 2 (2 of 3), partial, was still passed on")
+    assert {k: v for k, v in data.items() if k not in ("litemaas_benchmark_error", "litemaas_benchmark_report_url")} \
+        == {**BASE_DATA, "litemaas_benchmark_conversations": "5", **expected["data"]}
+    assert f"oc logs -n {GUID} job/{JOB}-merge" in msg
+    outcome = run.task("Keep the results as facts")["ansible_facts"]["ocp4_workload_litemaas_benchmark_outcome"]
+    assert outcome["partial"] is True and outcome["complete"] is False and outcome["exit_code"] == "2"
+    # keep_job false, but the run failed: the Jobs, pods and ConfigMaps stay.
+    assert cluster.get("batch/v1", "jobs", GUID, f"{JOB}-merge")["status"]["succeeded"] == 1
+    assert len(shard_pods(cluster)) == 3
+
+    assert agd.run("destroy").rc == 0
+    for gv, plural in (("batch/v1", "jobs"), ("v1", "pods"), ("v1", "secrets"), ("v1", "configmaps")):
+        assert names(cluster, gv, plural, GUID) == [], plural
+
+
+def test_a_cluster_without_per_index_backoff_is_refused_for_pods(tmp_path, sim):
+    """Kubernetes 1.28 drops backoffLimitPerIndex: its Job would retry a failed shard.
+    The role deletes the Job at once and says what is needed; pods 1 runs there."""
+    (tmp_path / "kubelet").mkdir()
+    with FakeKubeAPI(turnbench_bin(), tmp_path / "kubelet", kubernetes_minor=28) as cluster:
+        agd = AgnosticD(tmp_path, cluster, sim.url, DUMMY_KEY)
+        run = agd.run("provision", **SHARDED, ocp4_workload_litemaas_benchmark_publish_report=False)
+        assert run.rc == 0, run.stdout[-4000:]
+        (record,) = agd.reports()
+        assert "needs Kubernetes 1.29 or later (OpenShift 4.16 or later)" in record["data"]["litemaas_benchmark_error"]
+        assert "oc get job" not in record["msg"], "no Job to look at"
+        assert names(cluster, "batch/v1", "jobs", GUID) == [] and names(cluster, "v1", "secrets", GUID) == []
+        assert agd.run("provision", ocp4_workload_litemaas_benchmark_publish_report=False).rc == 0
+        assert agd.reports()[-1]["data"]["litemaas_benchmark_status"] == "PASS ✓"
+
+
+# --- mode capacity --------------------------------------------------------------------
+
+def test_capacity_mode_reports_the_largest_number_of_users_that_passes(tmp_path, cluster, sim):
+    agd = AgnosticD(tmp_path, cluster, sim.url, DUMMY_KEY)
+    run = agd.run("provision", ocp4_workload_litemaas_benchmark_mode="capacity",
+                  ocp4_workload_litemaas_benchmark_max_users=3)
+    assert run.rc == 0, run.stdout[-4000:]
+    job = cluster.get("batch/v1", "jobs", GUID, JOB)
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["capacity"]
+    config = cluster.get("v1", "configmaps", GUID, f"{JOB}-config")["data"]
+    assert config["TURNBENCH_MAX_USERS"] == "3"
+    assert "TURNBENCH_CONVERSATIONS" not in config and "TURNBENCH_PARALLEL" not in config, "capacity sets users"
+    (pod,) = component_pods(cluster, GUID, "benchmark")
+    log = cluster.logs[(GUID, pod["metadata"]["name"])]
+    block = cut_block(log)["agnosticd_user_info"]
+    (record,) = agd.reports()
+    assert record["msg"] == block["msg"] + "\nReport: " + REPORT_URL
+    assert record["data"] == {**block["data"], "litemaas_benchmark_report_url": REPORT_URL}
+    # The simulator has no capacity limit: every level up to max_users passes.
+    assert record["data"]["litemaas_benchmark_max_users"] == "3"
+    assert record["data"]["litemaas_benchmark_max_users_limit"] == "3"
+    assert record["data"]["litemaas_benchmark_capacity_complete"] == "true"
+    assert record["msg"].startswith("CAPACITY SEARCH")
+    # The published report is the probe's at max_users.
+    served = json.loads(fetch(cluster.served(GUID, f"{JOB}-report") + "results.json"))
+    assert served["stats"]["total_requests"] == 3 * 2

@@ -435,3 +435,170 @@ def test_the_litemaas_roles_catalog_parameters_are_the_defaults(tmp_path):
     docs = render_templates(tmp_path, {**CASES["defaults"], "benchmark_conversations_count": 50,
                                        "ocp4_workload_litemaas_benchmark_conversations": 7})
     assert docs["configmap.yaml"]["data"]["TURNBENCH_CONVERSATIONS"] == "7"
+
+
+# --- pods > 1: the Indexed Job, the shards' ConfigMaps and the merge Job ----------------
+
+# backoffLimitPerIndex is beta (on by default) from Kubernetes 1.29, OpenShift 4.16; the
+# role refuses a cluster that drops it.
+INDEXED_K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+SHARDED = {**CASES["customized"], "ocp4_workload_litemaas_benchmark_pods": 3,
+           "ocp4_workload_litemaas_benchmark_publish_report": False,
+           # What provision.yml chooses for the shards.
+           "__ocp4_workload_litemaas_benchmark_start_at": "2026-01-01T00:02:00Z",
+           "__ocp4_workload_litemaas_benchmark_shared_seed": "4328183607906873470",
+           "__ocp4_workload_litemaas_benchmark_shared_salt": "5f2c0a9e71b4"}
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    return render_templates(tmp_path_factory.mktemp("sharded"), SHARDED)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return render_templates(tmp_path_factory.mktemp("single"), CASES["customized"])
+
+
+@pytest.mark.parametrize("version", INDEXED_K8S_VERSIONS)
+def test_the_indexed_job_is_valid_kubernetes(sharded, version):
+    kubernetes_validate.validate(sharded["job.yaml"], version, strict=True)
+    kubernetes_validate.validate(sharded["configmap.yaml"], version, strict=True)
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_merge_job_and_the_shards_configmaps_are_valid_kubernetes(sharded, version):
+    kubernetes_validate.validate(sharded["merge-job.yaml"], version, strict=True)
+    assert len(sharded["shards-configmaps.yaml"]) == 2
+    for doc in sharded["shards-configmaps.yaml"]:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_before_kubernetes_1_29_the_indexed_job_would_not_be_what_the_role_asks(sharded):
+    """Why provision.yml checks the created Job: 1.27's API has no backoffLimitPerIndex."""
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(sharded["job.yaml"], "1.27.0", strict=True)
+
+
+def test_the_indexed_job_is_the_single_jobs_pod_one_per_shard_as_job_templates_indexed(sharded, single):
+    job, spec = sharded["job.yaml"], sharded["job.yaml"]["spec"]
+    assert {k: spec[k] for k in ("completionMode", "completions", "parallelism", "backoffLimitPerIndex")} == \
+        {"completionMode": "Indexed", "completions": 3, "parallelism": 3, "backoffLimitPerIndex": 0}
+    # Beside backoffLimitPerIndex, backoffLimit defaults to unlimited: set, it would fail
+    # the whole Job at the first failed shard.
+    assert "backoffLimit" not in spec
+    indexed = yaml.safe_load((REPO / "job-templates" / "indexed" / "job.yaml").read_text())["spec"]
+    assert {k: indexed[k] for k in ("completionMode", "backoffLimitPerIndex")} == \
+        {k: spec[k] for k in ("completionMode", "backoffLimitPerIndex")}
+    assert "backoffLimit" not in indexed and indexed["completions"] == indexed["parallelism"]
+    # The same pod as with pods 1 (image, security context, settings, key, volumes), its
+    # deadline counted from before the start time.
+    ours, theirs = copy.deepcopy(spec["template"]), copy.deepcopy(single["job.yaml"]["spec"]["template"])
+    assert ours["spec"].pop("activeDeadlineSeconds") == theirs["spec"].pop("activeDeadlineSeconds") + 120
+    assert ours == theirs
+    assert spec["activeDeadlineSeconds"] == single["job.yaml"]["spec"]["activeDeadlineSeconds"] + 120
+    assert job["metadata"] == single["job.yaml"]["metadata"]
+    # The shard index comes from JOB_COMPLETION_INDEX, which Kubernetes sets per pod.
+    env = {e["name"] for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert "TURNBENCH_SHARD_INDEX" not in env and "TURNBENCH_SHARD_INDEX" not in sharded["configmap.yaml"]["data"]
+
+
+def test_the_shards_share_count_start_seed_and_salt_and_always_print_their_results(sharded):
+    data = sharded["configmap.yaml"]["data"]
+    assert data["TURNBENCH_SHARD_COUNT"] == "3"
+    assert data["TURNBENCH_START_AT"] == "2026-01-01T00:02:00Z"
+    assert data["TURNBENCH_SEED"] == "4328183607906873470" and data["TURNBENCH_SALT"] == "5f2c0a9e71b4"
+    # merge needs them even without the published report.
+    assert data["TURNBENCH_PRINT_RESULTS"] == "true"
+    # strict applies to the merged verdict (merge --strict), not to a shard's.
+    assert data["TURNBENCH_STRICT"] == "false"
+    assert "--strict" in sharded["merge-job.yaml"]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+
+def test_pods_1_sets_nothing_of_shards_or_capacity(rendered):
+    _, _, docs = rendered
+    for key in ("TURNBENCH_SHARD_COUNT", "TURNBENCH_START_AT", "TURNBENCH_SALT", "TURNBENCH_MAX_USERS"):
+        assert key not in docs["configmap.yaml"]["data"], key
+    assert docs["job.yaml"]["spec"]["backoffLimit"] == 0 and "completionMode" not in docs["job.yaml"]["spec"]
+
+
+def test_the_merge_job_reads_each_shards_configmap_and_runs_like_the_benchmark(sharded):
+    merge, shards, job = sharded["merge-job.yaml"], sharded["shards-configmaps.yaml"], sharded["job.yaml"]
+    owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "bench-granite",
+              "uid": "6a1c2b8e-0f3d-4e59-9d7a-2b5c8e1f4a90"}]
+    spec = merge["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    bench = job["spec"]["template"]["spec"]
+    (bc,) = bench["containers"]
+    assert merge["metadata"]["name"] == "bench-granite-merge" and merge["metadata"]["ownerReferences"] == owner
+    assert merge["spec"]["backoffLimit"] == 0 and spec["restartPolicy"] == "Never"
+    for key in ("securityContext", "automountServiceAccountToken", "enableServiceLinks"):
+        assert spec[key] == bench[key], key
+    for key in ("image", "imagePullPolicy", "securityContext", "resources"):
+        assert c[key] == bc[key], key
+    # No key, no settings: merge reads files only.
+    assert "env" not in c and "envFrom" not in c
+    # merge, no --print-results without the published report, --strict with strict, the files.
+    assert c["args"] == ["merge", "--strict", "/shards/shard-0.log", "/shards/shard-2.log"]
+    (mount,) = c["volumeMounts"]
+    (volume,) = spec["volumes"]
+    assert mount == {"name": volume["name"], "mountPath": "/shards", "readOnly": True}
+    sources = [s["configMap"] for s in volume["projected"]["sources"]]
+    assert [s["name"] for s in sources] == [cm["metadata"]["name"] for cm in shards] == \
+        ["bench-granite-shard-0", "bench-granite-shard-2"]
+    files = [f"{mount['mountPath']}/{s['items'][0]['path']}" for s in sources]
+    assert files == c["args"][2:]
+    for source, cm, index in zip(sources, shards, (0, 2)):
+        assert list(cm["data"]) == [source["items"][0]["key"]]
+        assert cm["data"]["results.log"].startswith("# BEGIN TURNBENCH RESULTS\n")
+        assert cm["metadata"]["ownerReferences"] == owner
+        assert cm["metadata"]["labels"]["app.kubernetes.io/component"] == "shard-results"
+    # The merge's pod is not the benchmark's (app=<job> and the role's selector pick the
+    # benchmark alone), and it has deadlines of its own.
+    labels = merge["spec"]["template"]["metadata"]["labels"]
+    assert labels["app"] == "bench-granite-merge" and labels["app.kubernetes.io/component"] == "merge"
+    raw = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__ocp4_workload_litemaas_benchmark_selector"]
+    assert not selects(raw.replace("{{ ocp4_workload_litemaas_benchmark_job_name }}", "bench-granite").strip(), labels)
+    assert merge["spec"]["activeDeadlineSeconds"] > spec["activeDeadlineSeconds"] > 0
+    assert DUMMY_KEY not in yaml.safe_dump(merge) + yaml.safe_dump(shards)
+
+
+def test_with_pods_the_deadlines_follow_the_largest_shard_and_the_start_delay(tmp_path):
+    # 100 conversations over 4 pods: 25 each, 4 in flight: ceil(25 x 10 / 4) + 20 warm-up.
+    docs = render_templates(tmp_path, {**CASES["defaults"], "ocp4_workload_litemaas_benchmark_pods": 4,
+                                       "ocp4_workload_litemaas_benchmark_conversations": 100})
+    timeout = (63 + 20) * 30
+    assert docs["job.yaml"]["spec"]["activeDeadlineSeconds"] == timeout + 120
+    assert docs["job.yaml"]["spec"]["template"]["spec"]["activeDeadlineSeconds"] == timeout - 60 + 120
+    docs = render_templates(tmp_path, {**CASES["defaults"], "ocp4_workload_litemaas_benchmark_pods": 4,
+                                       "ocp4_workload_litemaas_benchmark_timeout_seconds": 600,
+                                       "ocp4_workload_litemaas_benchmark_start_delay_seconds": 300})
+    assert docs["job.yaml"]["spec"]["activeDeadlineSeconds"] == 900
+    assert docs["job.yaml"]["spec"]["template"]["spec"]["activeDeadlineSeconds"] == 840
+
+
+# --- mode capacity ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_users, turns, expected", [
+    # At most 2 x ceil(log2(max_users)) probes, each its users' conversations at once:
+    # (probes x turns + warm-up) x 30 s, at least 1800.
+    (128, 10, (14 * 10 + 20) * 30),
+    (1000, 10, (20 * 10 + 20) * 30),
+    (100, 5, (14 * 5 + 20) * 30),
+    (1, 10, 1800),
+])
+def test_capacity_runs_turnbench_capacity_with_a_deadline_for_its_probes(tmp_path, max_users, turns, expected):
+    docs = render_templates(tmp_path, {**CASES["defaults"], "ocp4_workload_litemaas_benchmark_mode": "capacity",
+                                       "ocp4_workload_litemaas_benchmark_max_users": max_users,
+                                       "ocp4_workload_litemaas_benchmark_turns": turns})
+    job, data = docs["job.yaml"], docs["configmap.yaml"]["data"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["capacity"]
+    assert job["spec"]["backoffLimit"] == 0 and "completionMode" not in job["spec"]
+    assert job["spec"]["activeDeadlineSeconds"] == expected
+    assert data["TURNBENCH_MAX_USERS"] == str(max_users) and data["TURNBENCH_TURNS"] == str(turns)
+    # Each probe sets conversations = parallel = its users.
+    assert "TURNBENCH_CONVERSATIONS" not in data and "TURNBENCH_PARALLEL" not in data
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+        kubernetes_validate.validate(docs["configmap.yaml"], version, strict=True)
