@@ -161,3 +161,78 @@ async fn a_stream_cut_before_done_is_a_broken_stream() {
         "{text}"
     );
 }
+
+/// The chunked-encoding frames of one streamed answer from the simulator, read off a
+/// bare socket: each frame is one write of the server.
+async fn sim_frames(cfg: turnbench::sim::SimConfig) -> Vec<String> {
+    let sim = start_sim(cfg).await;
+    let mut tcp = tokio::net::TcpStream::connect(sim.addr).await.unwrap();
+    let body = r#"{"model":"turnbench-sim","messages":[{"role":"user","content":"hello"}],"max_tokens":4,"stream":true,"stream_options":{"include_usage":true}}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .expect("the answer ends")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, mut rest) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let mut frames = Vec::new();
+    loop {
+        let (len, tail) = rest.split_once("\r\n").unwrap();
+        let len = usize::from_str_radix(len, 16).unwrap();
+        if len == 0 {
+            break;
+        }
+        frames.push(tail[..len].to_string());
+        rest = &tail[len + 2..];
+    }
+    frames
+}
+
+#[tokio::test]
+async fn events_due_together_leave_the_simulator_in_one_write() {
+    // Tokens 30 ms apart: each goes on its own; the last token, the usage and [DONE]
+    // are due at one instant and go in one write (one read and one wake-up for the
+    // client, not three).
+    let frames = sim_frames(turnbench::sim::SimConfig {
+        base_ttft_ms: 5.0,
+        itl_ms: 30.0,
+        output_tokens: 4,
+        ..turnbench::sim::SimConfig::default()
+    })
+    .await;
+    assert_eq!(
+        frames.len(),
+        5,
+        "role, 3 tokens, then the rest: {frames:#?}"
+    );
+    assert!(frames[0].contains(r#""role":"assistant""#));
+    let last = &frames[4];
+    assert!(
+        last.contains(r#""finish_reason":"stop""#)
+            && last.contains(r#""usage""#)
+            && last.ends_with("data: [DONE]\n\n"),
+        "{last}"
+    );
+    assert_eq!(last.matches("data: ").count(), 3, "{last}");
+
+    // With no time between tokens, every token is due at once: role chunk, then all.
+    let frames = sim_frames(turnbench::sim::SimConfig {
+        base_ttft_ms: 5.0,
+        itl_ms: 0.0,
+        output_tokens: 4,
+        ..turnbench::sim::SimConfig::default()
+    })
+    .await;
+    assert_eq!(frames.len(), 2, "{frames:#?}");
+    assert_eq!(frames[1].matches("data: ").count(), 6, "{}", frames[1]);
+}

@@ -158,7 +158,7 @@ impl Drop for RunningSim {
 
 /// Bind `addr` (port 0: any free port) and serve in the background.
 pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningSim> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = listen(addr)?;
     let addr = listener.local_addr()?;
     // Small SSE writes must leave at once: Nagle plus a delayed ACK would add 40 ms
     // stalls on reused connections.
@@ -179,6 +179,24 @@ pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<RunningS
         shutdown: Some(tx),
         task,
     })
+}
+
+/// A thousand clients connecting at one instant must all find room in the accept
+/// queue: tokio's `bind` asks for 1,024, and an overflow costs a SYN retransmit (a
+/// second or more) that would land in the client's connect time. The kernel caps the
+/// request at `net.core.somaxconn` (4,096 on current kernels).
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restarted simulator can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A simulator serving from a thread and runtime of its own, so that a benchmark of
@@ -558,6 +576,7 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let writer = StreamWriter {
         tx,
+        buf: String::new(),
         sent: 0,
         cut_after: fault.cut.then_some(s.cfg.faults.cut_after_events),
     };
@@ -616,23 +635,44 @@ struct StreamPlan {
 }
 
 /// Sends events down the body, counting them; resets the connection once the count
-/// reaches `cut_after`.
+/// reaches `cut_after`. Events due at the same instant (the last token, the usage and
+/// `[DONE]`; tokens that a late wake-up finds already due) are written together, as
+/// one read for the client and one wake-up for the connection, instead of one each.
 struct StreamWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: String,
     sent: u32,
     cut_after: Option<u32>,
 }
 
 impl StreamWriter {
-    /// `Err(())` when the stream is over: the client went away or a cut happened.
-    async fn send(&mut self, event: String) -> Result<(), ()> {
+    /// Queue one event. `Err(())` when the stream is over: the client went away or a
+    /// cut happened (after what was queued before it).
+    async fn push(&mut self, event: &str) -> Result<(), ()> {
         if self.cut_after == Some(self.sent) {
+            self.flush().await?;
             let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated cut");
             let _ = self.tx.send(Err(reset)).await;
             return Err(());
         }
         self.sent += 1;
-        self.tx.send(Ok(Bytes::from(event))).await.map_err(|_| ())
+        self.buf.push_str(event);
+        Ok(())
+    }
+
+    /// Write what is queued.
+    async fn flush(&mut self) -> Result<(), ()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx.send(Ok(bytes)).await.map_err(|_| ())
+    }
+
+    /// Queue one event and write everything queued.
+    async fn send(&mut self, event: &str) -> Result<(), ()> {
+        self.push(event).await?;
+        self.flush().await
     }
 }
 
@@ -649,7 +689,7 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         format!("{head}{delta},\"finish_reason\":{finish}}}]}}\n\n")
     };
     // The role chunk comes at once, before any output: it must not count as TTFT.
-    if w.send(chunk(r#"{"role":"assistant","content":""}"#, None))
+    if w.send(&chunk(r#"{"role":"assistant","content":""}"#, None))
         .await
         .is_err()
     {
@@ -671,8 +711,14 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
     let mut text = String::new();
     let mut first_at = at;
     for i in 0..p.n_out {
-        s.timer.sleep_until(at).await;
-        if faults.null_content && w.send(chunk(r#"{"content":null}"#, None)).await.is_err() {
+        if at > Instant::now() {
+            // Nothing more is due before `at`: what is queued goes now.
+            if w.flush().await.is_err() {
+                return;
+            }
+            s.timer.sleep_until(at).await;
+        }
+        if faults.null_content && w.push(&chunk(r#"{"content":null}"#, None)).await.is_err() {
             return;
         }
         if i == 0 {
@@ -692,18 +738,18 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         text.push_str(&word);
         let delta = format!(r#"{{"content":"{word}"}}"#);
         let fin = (i + 1 == p.n_out && !p.fault.no_end).then_some(p.finish);
-        if w.send(chunk(&delta, fin)).await.is_err() {
+        if w.push(&chunk(&delta, fin)).await.is_err() {
             return;
         }
         s.metrics.generated(1);
         if i == 0 {
             if p.fault.malformed {
-                let _ = w.send(format!("{head}{{\"content\":\"broken\"\n\n")).await;
+                let _ = w.send(&format!("{head}{{\"content\":\"broken\"\n\n")).await;
                 return;
             }
             if p.fault.error_event {
                 let _ = w
-                    .send("data: {\"error\":{\"message\":\"simulated error mid-stream\",\"type\":\"server_error\",\"code\":500}}\n\n".into())
+                    .send("data: {\"error\":{\"message\":\"simulated error mid-stream\",\"type\":\"server_error\",\"code\":500}}\n\n")
                     .await;
                 return;
             }
@@ -723,6 +769,7 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
         e2e: end - p.arrived,
     });
     if p.fault.no_end {
+        let _ = w.flush().await;
         return;
     }
     if let Some(usage) = &p.usage {
@@ -730,9 +777,9 @@ async fn write_stream(s: Arc<Shared>, prompt: String, p: StreamPlan, mut w: Stre
             r#"data: {{"id":"chatcmpl-sim-{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{usage}}}"#,
             p.id, s.created, s.model_json
         );
-        if w.send(format!("{u}\n\n")).await.is_err() {
+        if w.push(&format!("{u}\n\n")).await.is_err() {
             return;
         }
     }
-    let _ = w.send("data: [DONE]\n\n".into()).await;
+    let _ = w.send("data: [DONE]\n\n").await;
 }
