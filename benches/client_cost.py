@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
 """What turnbench itself costs, measured against `turnbench sim` in its own process.
 
-Prints one table: TTFT measurement error at several loads, requests per second with
-and without keep-alive (with the CPU each side spends), peak memory of a large run,
-time from process start to the first request, and the binary size.
+Prints one table: TTFT measurement error at several loads up to 1,000 in flight (the
+first wave apart from the steady state, the simulator's own lateness and the client
+lag beside it, the CPU per request of each side), requests per second with and without
+keep-alive, peak memory of large runs (10,000 users held at once among them), time
+from process start to the first request, and the binary size.
 
     python3 benches/client_cost.py            # builds the release binary first
     python3 benches/client_cost.py --quick    # smaller runs, for a first look
+    python3 benches/client_cost.py --compare-with OLD_BINARY   # before/after, below
+
+With --compare-with, only the client's CPU per request at 1,000 in flight is measured,
+for that binary, this one, and this one with a single tokio worker, three alternating
+runs each against one simulator binary (this one): the ratio of medians is the figure.
 
 A benchmark, not a test: figures depend on the machine; compare them as ratios
 within one run. Only loopback is used.
@@ -108,25 +115,48 @@ def sim_stats(url):
         return json.load(r)
 
 
-def ttft_error(exe, in_flight, requests, ttft_ms):
+def pct(values, q):
+    """The q-quantile of values (nearest rank), in the values' unit."""
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, round(q * len(v)) - 1))] if v else float("nan")
+
+
+def ttft_error(exe, in_flight, requests, ttft_ms, keep_alive=True):
     """Up to `in_flight` requests at once, from 2x as many conversations whose think
-    time spreads the arrivals (no synchronized bursts, as with real users)."""
+    time spreads the arrivals (no synchronized bursts, as with real users): keep-alive,
+    ~2 KB prompts, 8 tokens at 5 ms. The first wave (the first `in_flight` requests to
+    start, all at once) is reported apart from the steady state after it."""
     sim = Sim(exe, "--base-ttft-ms", str(ttft_ms), "--prefill-us-per-token", "0",
-              "--itl-ms", "5", "--output-tokens", "10")
+              "--itl-ms", "5", "--output-tokens", "8")
     conversations = 2 * in_flight
     turns = max(3, requests // conversations)
-    # a request lasts ~100 ms (50 ms TTFT + 10 tokens at 5 ms): think 0-200 ms keeps
+    # a request lasts ~85 ms (50 ms TTFT + 8 tokens at 5 ms): think 0-200 ms keeps
     # about half the conversations in flight
-    res, _, _ = run(exe, sim.url, "--conversations", str(conversations), "--turns", str(turns),
-                    "--parallel", str(in_flight), "--documents", "synthetic:1k", max_delay=0.2)
+    res, cpu, _ = run(exe, sim.url, "--conversations", str(conversations), "--turns", str(turns),
+                      "--parallel", str(in_flight), "--documents", "synthetic:2k", "--max-tokens", "8",
+                      *(["--keep-alive"] if keep_alive else []), max_delay=0.2)
     own = sim_stats(sim.url)["first_token_lateness_us"]
-    sim.stop()
+    sim_cpu = sim.stop()
     st = res["stats"]
-    t = st["ttft"]
+    rows = res["requests"]
+    col = {c: i for i, c in enumerate(rows["columns"])}
+    done = sorted((r[col["start_ms"]], r[col["ttft_ms"]]) for r in rows["rows"] if r[col["ttft_ms"]] is not None)
+    first = [t - ttft_ms for _, t in done[:in_flight]]
+    steady = [t - ttft_ms for _, t in done[in_flight:]]
+    n = st["total_requests"]
     lag = st["client_lag"]
-    avg_in_flight = st["e2e"]["mean_ms"] * st["total_requests"] / (st["total_time_s"] * 1000)
-    return (t["p50_ms"] - ttft_ms, t["p99_ms"] - ttft_ms, own["p50"] / 1000, own["p99"] / 1000,
-            st["total_requests"], avg_in_flight, lag["p50_ms"], lag["p99_ms"])
+    return {
+        "all": (st["ttft"]["p50_ms"] - ttft_ms, st["ttft"]["p99_ms"] - ttft_ms),
+        "first": (pct(first, 0.5), pct(first, 0.99)),
+        "steady": (pct(steady, 0.5), pct(steady, 0.99)),
+        "sim": (own["p50"] / 1000, own["p99"] / 1000),
+        "lag": (lag["p50_ms"], lag["p99_ms"]),
+        "requests": n,
+        "rps": st["requests_per_second"],
+        "avg_in_flight": st["e2e"]["mean_ms"] * n / (st["total_time_s"] * 1000),
+        "cpu_us": cpu / n * 1e6,
+        "sim_cpu_us": sim_cpu / n * 1e6,
+    }
 
 
 def throughput(exe, keep_alive, requests, parallel):
@@ -159,6 +189,20 @@ def memory(exe, conversations, turns):
     return rss, rss_files, small_rss, int(res["total_requests"])
 
 
+def users_memory(exe, users, turns):
+    """Peak memory of `users` session-held users in one process: every user a
+    conversation with think time (5-10 s, a person reading and typing) and a kept-alive
+    connection of its own. With think times short enough that the machine cannot serve
+    the offered rate, requests queue and memory grows with the queue instead."""
+    sim = Sim(exe, "--base-ttft-ms", "50", "--prefill-us-per-token", "0", "--itl-ms", "5",
+              "--output-tokens", "8")
+    res, cpu, rss = run(exe, sim.url, "--users", str(users), "--turns", str(turns), "--min-delay", "5",
+                        "--keep-alive", max_delay=10.0, files=False)
+    sim.stop()
+    n = int(res["total_requests"])
+    return rss, n, cpu / n * 1e6
+
+
 def long_conversation_memory(exe, turns):
     """Peak memory of one conversation of many turns: per-turn detail is kept for the
     first turns only, so it must not grow with the turn count."""
@@ -178,43 +222,100 @@ def start_to_first_request(exe, repeats):
     srv.listen(16)
     port = srv.getsockname()[1]
     samples = []
+    srv.settimeout(0.2)
     for _ in range(repeats):
         got = {}
+        done = threading.Event()
 
         def accept():
-            conn, _ = srv.accept()
-            got["t"] = time.monotonic()
-            conn.close()
+            # Every connection is closed at once (turnbench may try more than one);
+            # the first one's time is the figure.
+            while not done.is_set():
+                try:
+                    conn, _ = srv.accept()
+                except socket.timeout:
+                    continue
+                got.setdefault("t", time.monotonic())
+                conn.close()
 
         th = threading.Thread(target=accept)
         th.start()
         t0 = time.monotonic()
         p = subprocess.Popen([exe, "run", f"http://127.0.0.1:{port}/v1", "--model", "m"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        th.join(timeout=10)
         p.wait(timeout=30)
+        done.set()
+        th.join(timeout=10)
         samples.append((got["t"] - t0) * 1000)
     srv.close()
     return statistics.median(samples), max(samples)
 
 
+def compare_with(exe, other, reps=3):
+    arms = [("given binary", other, {}), ("this build", exe, {}),
+            ("this build, one tokio worker", exe, {"TOKIO_WORKER_THREADS": "1"})]
+    got = {name: [] for name, _, _ in arms}
+    for _ in range(reps):
+        for name, binary_, env in arms:
+            sim = Sim(exe, "--base-ttft-ms", "50", "--prefill-us-per-token", "0", "--itl-ms", "5",
+                      "--output-tokens", "8")
+            saved = dict(os.environ)
+            os.environ.update(env)
+            try:
+                res, cpu, _ = run(binary_, sim.url, "--conversations", "2000", "--turns", "6", "--parallel", "1000",
+                                  "--documents", "synthetic:2k", "--max-tokens", "8", "--keep-alive", max_delay=0.2)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            sim.stop()
+            got[name].append(cpu / res["stats"]["total_requests"] * 1e6)
+    base = statistics.median(got["given binary"])
+    print("client CPU per streamed request, 1,000 in flight, keep-alive (median of %d runs)" % reps)
+    for name, values in got.items():
+        m = statistics.median(values)
+        print(f"  {name:<30} {m:6.1f} µs  ({m / base:.2f}x)  runs: {', '.join(f'{v:.0f}' for v in values)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller runs")
+    ap.add_argument("--compare-with", metavar="BINARY", help="another turnbench binary to compare CPU per request with")
     a = ap.parse_args()
     exe = binary()
+    if a.compare_with:
+        compare_with(exe, a.compare_with)
+        return
+    # 10,000 users hold 10,000 sockets on each side: raise the open-file limit where the
+    # machine allows it (children inherit it); turnbench refuses to start otherwise.
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    except (ValueError, OSError):
+        pass
     q = 4 if a.quick else 1
     rows = []
 
     ttft_ms = 50
-    for n in (1, 64, 256, 1024):
-        p50, p99, sim50, sim99, reqs, avg, lag50, lag99 = ttft_error(exe, n, max(300, 8 * n) // q, ttft_ms)
-        rows.append((f"TTFT error, up to {n} in flight (avg {avg:.0f}; {reqs} requests; configured {ttft_ms} ms)",
-                     f"P50 {p50:+.3f} ms, P99 {p99:+.3f} ms"))
+    for n in (1, 64, 256, 1000):
+        e = ttft_error(exe, n, max(300, 12 * n) // q, ttft_ms)
+        rows.append((f"TTFT error, up to {n} in flight (avg {e['avg_in_flight']:.0f}; {e['requests']} requests, "
+                     f"{e['rps']:,.0f}/s; configured {ttft_ms} ms)",
+                     "P50 {:+.3f} ms, P99 {:+.3f} ms".format(*e["all"])))
+        if n > 1:
+            rows.append((f"  first wave ({n} requests starting at once) / steady state after it",
+                         "P50 {:+.2f} / {:+.2f} ms, P99 {:+.2f} / {:+.2f} ms".format(
+                             e["first"][0], e["steady"][0], e["first"][1], e["steady"][1])))
         rows.append(("  of which the simulator's own lateness (first token vs plan)",
-                     f"P50 {sim50:.3f} ms, P99 {sim99:.3f} ms"))
+                     "P50 {:.3f} ms, P99 {:.3f} ms".format(*e["sim"])))
         rows.append(("  client lag the run reports (its own timer lateness)",
-                     f"P50 {lag50:.3f} ms, P99 {lag99:.3f} ms"))
+                     "P50 {:.3f} ms, P99 {:.3f} ms".format(*e["lag"])))
+        rows.append(("  CPU per streamed request: turnbench / simulator (user + sys over requests)",
+                     f"{e['cpu_us']:.0f} / {e['sim_cpu_us']:.0f} µs"))
+    # The same 1,000 level with a new connection per request: what connecting costs.
+    c = ttft_error(exe, 1000, 12000 // q, ttft_ms, keep_alive=False)
+    rows.append(("  the 1,000 level with a new connection per request: CPU turnbench / simulator",
+                 f"{c['cpu_us']:.0f} / {c['sim_cpu_us']:.0f} µs ({c['cpu_us'] / e['cpu_us']:.2f}x keep-alive's), "
+                 "TTFT error P50 {:+.2f} ms, P99 {:+.2f} ms".format(*c["all"])))
 
     for ka in (False, True):
         rps, cpu_k, sim_cpu_k, n = throughput(exe, ka, 60000 // q, 64)
@@ -233,6 +334,11 @@ def main():
                  f"{rss_files / 2**20:.1f} MiB"))
     rows.append(("  peak memory of 1 conversation (baseline)", f"{small_rss / 2**20:.1f} MiB"))
     rows.append(("  per conversation above the baseline", f"{(rss - small_rss) / convs / 1024:.1f} KiB"))
+
+    users = 10000 // q
+    rss_users, reqs, cpu_us = users_memory(exe, users, 3)
+    rows.append((f"peak memory, {users:,} users held at once (think 5-10 s, keep-alive; {reqs:,} requests)",
+                 f"{rss_users / 2**20:.1f} MiB ({cpu_us:.0f} µs CPU per request)"))
 
     turns = 5000 // q
     rss_long, rss_short, reqs = long_conversation_memory(exe, turns)
