@@ -93,7 +93,7 @@ fi
 
 step "pytest (container, manifests, role)"
 set +e
-"$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 tests/python */tests
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 --durations=10 tests/python */tests
 rc=$?
 set -e
 # pytest's 5 means "no tests collected": that must fail loudly, not pass.

@@ -761,16 +761,9 @@ fn compare_settings(l: &Layers<'_>) -> Result<CompareSettings, ConfigError> {
         Some(_) => return Err(l.bad("order", "alternate or sequential")),
     };
     let optional_positive = |key: &str| -> Result<Option<f64>, ConfigError> {
-        match l.value(key) {
-            None | Some(Value::Empty(..)) => Ok(None),
-            Some(_) => {
-                let v = l.float(key)?;
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Some(v))
-                } else {
-                    Err(l.bad(key, "a number of at least 0"))
-                }
-            }
+        match l.float_opt(key)? {
+            Some(v) if !(v.is_finite() && v >= 0.0) => Err(l.bad(key, "a number of at least 0")),
+            v => Ok(v),
         }
     };
     let sides = if l.value("baseline_url").is_some() && l.value("candidate_url").is_some() {
